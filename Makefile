@@ -1,0 +1,75 @@
+# Sketch2Mesh: the README's two commands are `make demo` and `make test`.
+# Every target sets up what is missing first, so a fresh clone needs nothing else.
+
+PYTHON ?= python3.11
+SERVER_PY := .venv/bin/python
+BPY42_PY := .venv-bpy42/bin/python
+BPY50_PY := .venv-bpy50/bin/python
+BPY45_PY := .venv-bpy45/bin/python
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' blender_manifest.toml)
+BLENDER_EXT = $(firstword $(wildcard .venv-bpy50/lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py))
+DEMO ?= spot
+PYTEST_FLAGS ?= -q -ra
+
+.PHONY: .libusb setup demo test test-server test-addon test-bpy45 extension bench clean
+
+setup: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
+
+# open3d 0.20 needs libusb at import time; install it from Debian where it is missing.
+.libusb:
+	@if [ "$$(uname)" = Linux ] && command -v dpkg >/dev/null && ! dpkg -s libusb-1.0-0 >/dev/null 2>&1; then \
+	  echo "Installing libusb-1.0-0 (needed by open3d)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null; }; \
+	fi
+
+.venv/.ready: requirements/server.txt pyproject.toml | .libusb
+	$(PYTHON) -m venv .venv
+	$(SERVER_PY) -m pip install -q --upgrade pip
+	$(SERVER_PY) -m pip install -q -r requirements/server.txt
+	$(SERVER_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(SERVER_PY) -c "import torch, open3d, scipy, PIL, model_server"
+	touch $@
+
+.venv-bpy%/.ready: requirements/bpy%.txt
+	$(PYTHON) -m venv .venv-bpy$*
+	.venv-bpy$*/bin/python -m pip install -q --upgrade pip
+	.venv-bpy$*/bin/python -m pip install -q -r $<
+	.venv-bpy$*/bin/python -c "import bpy; print('bpy', bpy.app.version_string)"
+	touch $@
+
+demo: setup
+	mkdir -p out
+	$(SERVER_PY) -m model_server reconstruct --front examples/$(DEMO)/front.png --side examples/$(DEMO)/side.png \
+	  --backend hull --out out/$(DEMO)_from_png.ply --report out/$(DEMO)_from_png.json
+	$(BPY50_PY) sketch2mesh_addon/headless.py -- --strokes examples/$(DEMO)/strokes.json --backend hull \
+	  --server-python $(CURDIR)/$(SERVER_PY) --out out/$(DEMO).blend --out out/$(DEMO).glb --render out/$(DEMO).png
+	@echo "Demo written: out/$(DEMO).blend, out/$(DEMO).glb, out/$(DEMO).png (and out/$(DEMO)_from_png.ply from the PNG sketches)"
+
+test: setup
+	$(MAKE) --no-print-directory test-server test-addon
+
+test-server: .venv/.ready
+	$(SERVER_PY) -m pytest $(PYTEST_FLAGS) tests/model_server
+
+test-addon: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
+	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY42_PY) -m pytest $(PYTEST_FLAGS) tests/addon
+	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY50_PY) -m pytest $(PYTEST_FLAGS) tests/addon
+
+# Blender 4.5 LTS is supported too; its environment is optional because CI's time is finite.
+test-bpy45: .venv/.ready .venv-bpy45/.ready
+	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY45_PY) -m pytest $(PYTEST_FLAGS) tests/addon
+
+extension: .venv-bpy50/.ready
+	rm -rf build/extension && mkdir -p build/extension dist
+	cp blender_manifest.toml sketch2mesh_addon/*.py build/extension/
+	$(BPY50_PY) $(BLENDER_EXT) build --source-dir build/extension --output-dir dist
+	$(BPY50_PY) $(BLENDER_EXT) validate dist/sketch2mesh-$(VERSION).zip
+	@echo "Extension: dist/sketch2mesh-$(VERSION).zip"
+
+bench: setup
+	$(SERVER_PY) benchmarks/bench_pipeline.py
+	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY50_PY) benchmarks/bench_end_to_end.py
+
+clean:
+	rm -rf out build dist

@@ -1,0 +1,336 @@
+"""The Sketch2Mesh wire protocol: one definition, used by the add-on and the model server.
+
+It imports in Blender's Python (standard library and numpy only).
+
+A frame, all integers little-endian::
+
+    magic    4 bytes   b"S2M1"
+    hlen     u32       length of the JSON header, in bytes
+    plen     u64       length of the binary payload, in bytes
+    header   hlen bytes of UTF-8 JSON, an object
+    payload  plen bytes: the arrays that header["arrays"] lists, back to back
+
+Arrays travel raw, never base64: each entry of ``header["arrays"]`` is
+``{"name": str, "dtype": "<f4", "shape": [..]}`` and the payload holds their bytes in
+that order.
+
+Requests carry ``v`` (the protocol version), ``id`` (a request id), ``op`` and
+``token``. Replies carry ``v``, ``id`` and ``kind``: ``progress`` (``message`` and
+``fraction``, any number of them), then exactly one ``result`` or ``error``
+(``error = {"code": .., "message": ..}``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import socket
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAGIC = b"S2M1"
+PREFIX = struct.Struct("<4sIQ")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 47631
+DEFAULT_MAX_FRAME = 256 * 1024 * 1024
+MAX_HEADER = 1024 * 1024
+
+OPS = ("ping", "reconstruct", "fit", "cancel", "shutdown")
+REPLY_KINDS = ("progress", "result", "error")
+DTYPES = ("<f4", "<f8", "<i4", "<i8", "<u1", "<u4")
+
+# Sketch limits, checked by the add-on before sending and by the server on receipt.
+VIEW_NAMES = ("front", "side", "top")
+REQUIRED_VIEWS = ("front", "side")
+MAX_POINTS = 100_000
+BACKENDS = ("learned", "hull")
+DETAILS = ("low", "medium", "high")
+
+
+class ProtocolError(Exception):
+    """A request or frame that breaks the protocol. ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Message:
+    """One decoded frame: its JSON header and its named arrays."""
+
+    header: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def encode(header: dict, arrays: dict[str, np.ndarray] | None = None) -> bytes:
+    """Serialise a header and arrays into one frame."""
+    header = dict(header)
+    specs, blobs = [], []
+    for name, array in (arrays or {}).items():
+        a = np.asarray(array)
+        dtype = a.dtype.newbyteorder("<").str if a.dtype.byteorder not in ("|",) else a.dtype.str
+        if dtype not in DTYPES:
+            raise ProtocolError("bad_request", f"array {name!r} has unsupported dtype {a.dtype}")
+        a = np.ascontiguousarray(a, dtype=dtype)
+        specs.append({"name": name, "dtype": dtype, "shape": list(a.shape)})
+        blobs.append(a.tobytes())
+    header["arrays"] = specs
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    payload = b"".join(blobs)
+    return PREFIX.pack(MAGIC, len(head), len(payload)) + head + payload
+
+
+def parse_prefix(prefix: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> tuple[int, int]:
+    """Check the 16-byte frame prefix; return (header length, payload length)."""
+    magic, hlen, plen = PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise ProtocolError("bad_frame", "not a Sketch2Mesh frame (bad magic)")
+    if hlen == 0 or hlen > MAX_HEADER:
+        raise ProtocolError("too_large", f"header of {hlen} bytes is outside 1..{MAX_HEADER}")
+    if PREFIX.size + hlen + plen > max_frame:
+        raise ProtocolError("too_large", f"frame of {PREFIX.size + hlen + plen} bytes exceeds the {max_frame}-byte limit")
+    return hlen, plen
+
+
+def decode(head: bytes, payload: bytes) -> Message:
+    """Parse a header and payload (after :func:`parse_prefix`) into a :class:`Message`."""
+    try:
+        header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("bad_header", f"header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_header", "header must be a JSON object")
+    specs = header.get("arrays", [])
+    if not isinstance(specs, list):
+        raise ProtocolError("bad_header", "'arrays' must be a list")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for spec in specs:
+        name, dtype, shape = _check_array_spec(spec)
+        if name in arrays:
+            raise ProtocolError("bad_header", f"array {name!r} is listed twice")
+        nbytes = int(np.dtype(dtype).itemsize) * math.prod(shape)
+        if offset + nbytes > len(payload):
+            raise ProtocolError("bad_header", f"array {name!r} runs past the payload")
+        arrays[name] = np.frombuffer(payload, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape)
+        offset += nbytes
+    if offset != len(payload):
+        raise ProtocolError("bad_header", "payload length does not match the listed arrays")
+    return Message(header, arrays)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _check_array_spec(spec: Any) -> tuple[str, str, list[int]]:
+    if not isinstance(spec, dict):
+        raise ProtocolError("bad_header", "each array spec must be an object")
+    name, dtype, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise ProtocolError("bad_header", "array name must be a string of 1..64 characters")
+    if dtype not in DTYPES:
+        raise ProtocolError("bad_header", f"array {name!r}: dtype must be one of {', '.join(DTYPES)}")
+    if not isinstance(shape, list) or len(shape) > 4 or not all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 for n in shape
+    ):
+        raise ProtocolError("bad_header", f"array {name!r}: shape must be a list of at most 4 non-negative ints")
+    return name, dtype, shape
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionError("connection closed mid-frame" if left != n or n == 0 else "connection closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_message(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> Message:
+    """Read one frame from ``sock``. Raises ConnectionError on EOF, ProtocolError on garbage."""
+    hlen, plen = parse_prefix(_recv_exact(sock, PREFIX.size), max_frame)
+    head = _recv_exact(sock, hlen)
+    payload = _recv_exact(sock, plen) if plen else b""
+    return decode(head, payload)
+
+
+def send_message(sock: socket.socket, header: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
+    """Write one frame to ``sock``."""
+    sock.sendall(encode(header, arrays))
+
+
+def make_request(op: str, token: str, request_id: str, params: dict | None = None) -> dict:
+    """The header of a request."""
+    return {"v": PROTOCOL_VERSION, "id": request_id, "op": op, "token": token, "params": params or {}}
+
+
+def make_reply(request_id: str, kind: str, **fields: Any) -> dict:
+    """The header of a reply: ``progress``, ``result`` or ``error``."""
+    return {"v": PROTOCOL_VERSION, "id": request_id, "kind": kind, **fields}
+
+
+def error_reply(request_id: str, code: str, message: str) -> dict:
+    """The header of an error reply."""
+    return make_reply(request_id, "error", error={"code": code, "message": message})
+
+
+def check_request(header: dict) -> tuple[str, str, str, dict]:
+    """Validate a request header's common fields; return (id, op, token, params)."""
+    if header.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("bad_version", f"protocol version {header.get('v')!r} is not {PROTOCOL_VERSION}; update the add-on or server")
+    request_id, op, token, params = header.get("id"), header.get("op"), header.get("token"), header.get("params", {})
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
+        raise ProtocolError("bad_request", "'id' must be a string of 1..64 characters")
+    if op not in OPS:
+        raise ProtocolError("bad_request", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+    if not isinstance(token, str) or len(token) > 256:
+        raise ProtocolError("bad_token", "missing token")
+    if not isinstance(params, dict):
+        raise ProtocolError("bad_request", "'params' must be an object")
+    return request_id, op, token, params
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time token comparison."""
+    return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+# --- Sketch payloads -------------------------------------------------------------
+
+
+def pack_strokes(view: str, strokes: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Pack one view's strokes, each an (N, 2) array of view-plane points, optionally
+    with a third column of pressure, into ``<view>.points`` (N, 2) float32,
+    ``<view>.pressure`` (N,) float32 and ``<view>.offsets`` (S + 1,) int32."""
+    pts, pressure, offsets = [], [], [0]
+    for stroke in strokes:
+        s = np.asarray(stroke, dtype=np.float32).reshape(len(stroke), -1)
+        pts.append(s[:, :2])
+        pressure.append(s[:, 2] if s.shape[1] > 2 else np.ones(len(s), np.float32))
+        offsets.append(offsets[-1] + len(s))
+    points = np.concatenate(pts) if pts else np.zeros((0, 2), np.float32)
+    press = np.concatenate(pressure) if pressure else np.zeros(0, np.float32)
+    return {f"{view}.points": points, f"{view}.pressure": press, f"{view}.offsets": np.asarray(offsets, np.int32)}
+
+
+def unpack_strokes(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Inverse of :func:`pack_strokes` for every view present: view -> list of (N, 3)
+    arrays of (u, v, pressure). Validates structure, not content (see :func:`check_strokes`)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for view in VIEW_NAMES:
+        if f"{view}.points" not in arrays:
+            continue
+        points = arrays[f"{view}.points"]
+        offsets = arrays.get(f"{view}.offsets")
+        pressure = arrays.get(f"{view}.pressure", np.ones(len(points), np.float32))
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ProtocolError("bad_input", f"{view}.points must have shape (N, 2)")
+        if offsets is None or offsets.ndim != 1 or len(offsets) < 1 or offsets.dtype.kind not in "iu":
+            raise ProtocolError("bad_input", f"{view}.offsets must be a 1-D integer array")
+        offsets = offsets.astype(np.int64)
+        if offsets[0] != 0 or offsets[-1] != len(points) or np.any(np.diff(offsets) < 0):
+            raise ProtocolError("bad_input", f"{view}.offsets must rise from 0 to the point count")
+        if pressure.shape != (len(points),):
+            raise ProtocolError("bad_input", f"{view}.pressure must have one value per point")
+        merged = np.concatenate([points.astype(np.float32), pressure.astype(np.float32)[:, None]], axis=1)
+        out[view] = [merged[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    return out
+
+
+def check_strokes(strokes: dict[str, list[np.ndarray]]) -> None:
+    """Reject sketches that cannot be reconstructed, with a sentence the user can act on.
+
+    ``strokes`` maps a view name to its strokes, each an (N, 2+) array."""
+    unknown = set(strokes) - set(VIEW_NAMES)
+    if unknown:
+        raise ProtocolError("bad_input", f"unknown view(s) {', '.join(sorted(unknown))}; expected front, side, top")
+    drawn = [v for v in VIEW_NAMES if any(len(s) for s in strokes.get(v, []))]
+    missing = [v for v in REQUIRED_VIEWS if v not in drawn]
+    if len(missing) == len(REQUIRED_VIEWS):
+        raise ProtocolError("bad_input", "The sketch is empty: draw the object's outline on the Front and Side layers.")
+    if missing:
+        raise ProtocolError("bad_input", f"Only one view is drawn: the {missing[0].title()} layer has no strokes. Draw the object's outline there too.")
+    total = sum(len(s) for v in drawn for s in strokes[v])
+    if total > MAX_POINTS:
+        raise ProtocolError("bad_input", f"The sketch has {total} points, more than the {MAX_POINTS} allowed; simplify the strokes.")
+    for view in drawn:
+        for stroke in strokes[view]:
+            s = np.asarray(stroke)
+            if s.size and not np.all(np.isfinite(s)):
+                raise ProtocolError("bad_input", f"A {view} stroke has invalid (NaN or infinite) coordinates; redraw or delete it.")
+        usable = [s for s in strokes[view] if len(s) >= 2]
+        if not usable:
+            raise ProtocolError("bad_input", f"The {view} view has only single-point strokes; draw lines, not dots.")
+        pts = np.concatenate([np.asarray(s)[:, :2] for s in usable])
+        if np.ptp(pts[:, 0]) <= 0 or np.ptp(pts[:, 1]) <= 0:
+            raise ProtocolError("bad_input", f"The {view} strokes are a single straight line; draw the object's outline.")
+
+
+def check_choice(params: dict, key: str, choices: tuple[str, ...], default: str) -> str:
+    """Read a string parameter that must be one of ``choices``."""
+    value = params.get(key, default)
+    if value not in choices:
+        raise ProtocolError("bad_request", f"{key} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def check_int(params: dict, key: str, lo: int, hi: int, default: int) -> int:
+    """Read an integer parameter within [lo, hi]."""
+    value = params.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ProtocolError("bad_request", f"{key} must be an integer in {lo}..{hi}, not {value!r}")
+    return value
+
+
+# --- Token file --------------------------------------------------------------------
+
+
+def runtime_dir() -> Path:
+    """Per-user folder for the server's token files (``SKETCH2MESH_RUNTIME_DIR`` overrides)."""
+    if os.environ.get("SKETCH2MESH_RUNTIME_DIR"):
+        return Path(os.environ["SKETCH2MESH_RUNTIME_DIR"])
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "sketch2mesh"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "sketch2mesh"
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "sketch2mesh"
+
+
+def token_path(port: int) -> Path:
+    """Where the server listening on ``port`` keeps its token."""
+    return runtime_dir() / f"server-{port}.token"
+
+
+def write_token(path: Path) -> str:
+    """Create a fresh random token in ``path``, readable by this user only (mode 0600)."""
+    token = secrets.token_urlsafe(32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return token
+
+
+def read_token(path: Path) -> str:
+    """Read a token written by :func:`write_token`; '' if there is none."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
