@@ -1,0 +1,90 @@
+"""Command line of the model server: ``serve`` for the add-on, ``reconstruct`` for PNG sketches.
+
+See CONTRACT.md for the interface; bad input exits non-zero with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from sketch2mesh_addon import protocol
+from sketch2mesh_addon.protocol import ProtocolError
+
+from .device import DEVICES, resolve_device
+
+MESH_SUFFIXES = (".ply", ".obj", ".glb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model_server", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the Blender add-on over a loopback socket")
+    serve.add_argument("--host", default=protocol.DEFAULT_HOST, help="loopback address to bind (default %(default)s)")
+    serve.add_argument("--port", type=int, default=protocol.DEFAULT_PORT, help="port; 0 picks a free one (default %(default)s)")
+    serve.add_argument("--device", choices=DEVICES, default="auto")
+    serve.add_argument("--weights", type=Path, help="network checkpoint for the learned backend")
+    serve.add_argument("--token-file", type=Path, help="where to write the access token (default: per-user runtime folder)")
+    serve.add_argument("--max-frame-mb", type=int, default=protocol.DEFAULT_MAX_FRAME // 2**20,
+                       help="largest request accepted, in MiB (default %(default)s)")
+
+    rec = sub.add_parser("reconstruct", help="reconstruct a mesh from PNG sketches")
+    rec.add_argument("--front", type=Path, required=True, help="front view PNG (looks along +Y)")
+    rec.add_argument("--side", type=Path, required=True, help="side view PNG (looks along -X)")
+    rec.add_argument("--top", type=Path, help="optional top view PNG (looks along -Z)")
+    rec.add_argument("--backend", choices=protocol.BACKENDS, default="learned")
+    rec.add_argument("--detail", choices=protocol.DETAILS, default="medium")
+    rec.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
+    rec.add_argument("--device", choices=DEVICES, default="auto")
+    rec.add_argument("--out", type=Path, required=True, help="output mesh: .ply, .obj or .glb")
+    rec.add_argument("--report", type=Path, help="write a JSON report of sizes and timings")
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from .server import serve
+
+    if args.weights is not None and not args.weights.is_file():
+        raise ValueError(f"weights file {args.weights} does not exist")
+    serve(args.host, args.port, resolve_device(args.device), args.token_file, args.max_frame_mb * 2**20)
+
+
+def run_reconstruct(args: argparse.Namespace) -> None:
+    from . import mesh_io, pipeline
+
+    started = time.perf_counter()
+    if args.out.suffix.lower() not in MESH_SUFFIXES:
+        raise ValueError(f"--out must end in {', '.join(MESH_SUFFIXES)}, not {args.out.name!r}")
+    if args.refine:
+        raise ValueError("Fit to strokes (--refine) is not available in this version yet; use --refine 0.")
+    views = {"front": args.front, "side": args.side} | ({"top": args.top} if args.top else {})
+    inks = {name: pipeline.load_png_sketch(path) for name, path in views.items()}
+    device = resolve_device(args.device)
+    result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device,
+                                         progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
+    mesh_io.write_mesh(args.out, result.vertices, result.faces)
+    timings = dict(result.timings, total=time.perf_counter() - started)
+    report = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
+              "faces": int(len(result.faces)), "timings_s": timings}
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2))
+    print(f"Wrote {args.out} ({report['vertices']} vertices, {report['faces']} faces) in {timings['total']:.2f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        (run_serve if args.command == "serve" else run_reconstruct)(args)
+    except (ProtocolError, ValueError, OSError) as exc:
+        print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``python -m model_server reconstruct`` on PNG sketches, as a pipeline engineer runs it."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def outline_png(path: Path, box: tuple[float, float, float, float], size: int = 400, ellipse: bool = True) -> Path:
+    """Dark outline on white; ``box`` is (left, bottom, right, top) on the [-1, 1] canvas."""
+    img = Image.new("L", (size, size), 255)
+    l, b, r, t = box
+    px = [(l + 1) / 2 * size, (1 - t) / 2 * size, (r + 1) / 2 * size, (1 - b) / 2 * size]
+    draw = ImageDraw.Draw(img)
+    (draw.ellipse if ellipse else draw.rectangle)(px, outline=0, width=3)
+    img.save(path)
+    return path
+
+
+def reconstruct(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "model_server", "reconstruct", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def read_vertices(path: Path) -> np.ndarray:
+    import open3d as o3d
+
+    return np.asarray(o3d.io.read_triangle_mesh(str(path)).vertices)
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".glb"])
+def test_png_sketches_become_a_mesh_in_the_canvas_frame(tmp_path, suffix):
+    front = outline_png(tmp_path / "f.png", (-0.5, -0.7, 0.3, 0.7))
+    side = outline_png(tmp_path / "s.png", (-0.4, -0.7, 0.4, 0.7), ellipse=False)
+    out, report = tmp_path / f"mesh{suffix}", tmp_path / "report.json"
+    proc = reconstruct("--front", str(front), "--side", str(side), "--backend", "hull", "--detail", "low",
+                       "--device", "cpu", "--out", str(out), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(report.read_text())
+    assert rep["backend"] == "hull" and rep["device"] == "cpu" and rep["vertices"] > 100 and rep["faces"] > 100
+    assert {"total", "rasterize", "predict", "fuse", "refine"} <= set(rep["timings_s"])
+    assert out.stat().st_size > 1000
+    if suffix == ".glb":
+        magic, version, length = struct.unpack("<4sII", out.read_bytes()[:12])
+        assert magic == b"glTF" and version == 2 and length == out.stat().st_size
+    if suffix in (".ply", ".obj"):
+        v = read_vertices(out)
+        lo, hi = v.min(0), v.max(0)
+        np.testing.assert_allclose([lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]],
+                                   [-0.5, 0.3, -0.4, 0.4, -0.7, 0.7], atol=0.06)
+
+
+def bad_pngs(tmp: Path) -> dict[str, Path]:
+    Image.new("L", (256, 256), 255).save(tmp / "blank.png")
+    Image.new("L", (256, 256), 0).save(tmp / "black.png")
+    (tmp / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    return {"blank": tmp / "blank.png", "black": tmp / "black.png", "corrupt": tmp / "corrupt.png",
+            "missing": tmp / "missing.png"}
+
+
+@pytest.mark.parametrize("kind", ["blank", "black", "corrupt", "missing"])
+def test_bad_png_exits_with_one_line_and_no_output(tmp_path, kind):
+    good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
+    bad = bad_pngs(tmp_path)[kind]
+    out = tmp_path / "mesh.ply"
+    proc = reconstruct("--front", str(good), "--side", str(bad), "--backend", "hull", "--out", str(out))
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_learned_backend_without_weights_says_what_to_do(tmp_path):
+    good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
+    out = tmp_path / "mesh.ply"
+    proc = reconstruct("--front", str(good), "--side", str(good), "--out", str(out))
+    assert proc.returncode != 0 and "hull" in proc.stderr.lower() and not out.exists()
+
+
+def test_unknown_output_format_is_refused(tmp_path):
+    good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
+    proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "hull", "--out", str(tmp_path / "m.stl"))
+    assert proc.returncode != 0 and ".ply" in proc.stderr

@@ -1,0 +1,227 @@
+"""The model server as users meet it: a real process on a real loopback socket."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sketch2mesh_addon import protocol
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Server:
+    """A ``python -m model_server serve`` process on a free port, with its token."""
+
+    def __init__(self, tmp: Path):
+        self.token_file = tmp / "server.token"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "model_server", "serve", "--port", "0", "--device", "cpu",
+             "--token-file", str(self.token_file)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert "ready on" in line, line + self.proc.stderr.read()
+        self.port = int(line.split("ready on ")[1].split()[0].rsplit(":", 1)[1])
+        self.token = protocol.read_token(self.token_file)
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=60)
+
+    def call(self, op: str, params: dict | None = None, arrays: dict | None = None, token: str | None = None,
+             request_id: str | None = None) -> tuple[list[dict], protocol.Message]:
+        """Send one request; return the progress headers and the final message."""
+        with self.connect() as sock:
+            header = protocol.make_request(op, self.token if token is None else token, request_id or uuid.uuid4().hex, params)
+            protocol.send_message(sock, header, arrays)
+            progress = []
+            while True:
+                msg = protocol.recv_message(sock)
+                if msg.header["kind"] != "progress":
+                    return progress, msg
+                progress.append(msg.header)
+
+    def alive(self) -> bool:
+        return self.call("ping")[1].header["kind"] == "result"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("server"))
+    yield s
+    s.close()
+
+
+def ring(cx: float, cy: float, rx: float, ry: float, n: int = 120) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+
+
+def sketch_arrays(front=None, side=None) -> dict:
+    """An ellipsoid-like sketch in world units, off the origin, as the add-on sends it."""
+    front = [ring(2.0, 1.0, 0.6, 0.9)] if front is None else front
+    side = [ring(-1.0, 1.0, 0.4, 0.9)] if side is None else side
+    return protocol.pack_strokes("front", front) | protocol.pack_strokes("side", side)
+
+
+def test_ping_answers_and_token_file_is_private(server):
+    _, msg = server.call("ping")
+    assert msg.header["kind"] == "result" and msg.header["result"]["protocol"] == protocol.PROTOCOL_VERSION
+    if sys.platform != "win32":
+        assert server.token_file.stat().st_mode & 0o077 == 0
+
+
+def test_reconstruct_streams_progress_and_returns_a_world_space_mesh(server):
+    progress, msg = server.call("reconstruct", {"backend": "hull", "detail": "low"}, sketch_arrays())
+    assert msg.header["kind"] == "result", msg.header
+    assert progress and all(0.0 <= p["fraction"] <= 1.0 and p["message"] for p in progress)
+    verts, faces = msg.arrays["vertices"], msg.arrays["faces"]
+    assert verts.shape[1] == 3 and faces.shape[1] == 3 and faces.max() < len(verts)
+    lo, hi = verts.min(0), verts.max(0)
+    np.testing.assert_allclose((lo + hi) / 2, [2.0, -1.0, 1.0], atol=0.05)
+    np.testing.assert_allclose(hi - lo, [1.2, 0.8, 1.8], atol=0.08)
+    summary = msg.header["result"]
+    assert summary["vertices"] == len(verts) and summary["backend"] == "hull"
+    assert {"rasterize", "predict", "fuse", "total"} <= set(summary["timings_s"])
+
+
+@pytest.mark.parametrize("arrays, code", [
+    (sketch_arrays(side=[]), "bad_input"),
+    (protocol.pack_strokes("front", []) | protocol.pack_strokes("side", []), "bad_input"),
+    (sketch_arrays(side=[np.array([[0.0, np.nan], [1.0, 1.0]])]), "bad_input"),
+    (sketch_arrays(side=[np.array([[0.5, 0.5]])]), "bad_input"),
+    (sketch_arrays(front=[ring(0, 0, 1, 1, 100_001)]), "bad_input"),
+    ({"front.points": np.zeros((3, 3), np.float32)}, "bad_input"),
+])
+def test_bad_sketches_get_an_error_and_the_server_keeps_serving(server, arrays, code):
+    _, msg = server.call("reconstruct", {"backend": "hull"}, arrays)
+    assert msg.header["kind"] == "error" and msg.header["error"]["code"] == code
+    assert msg.header["error"]["message"]
+    assert server.alive()
+
+
+@pytest.mark.parametrize("params, code", [
+    ({"backend": "magic"}, "bad_request"),
+    ({"detail": 3}, "bad_request"),
+    ({"refine": -1}, "bad_request"),
+    ({"backend": "learned"}, "unavailable"),
+])
+def test_bad_parameters_are_refused(server, params, code):
+    _, msg = server.call("reconstruct", params, sketch_arrays())
+    assert msg.header["error"]["code"] == code, msg.header
+    assert server.alive()
+
+
+def test_wrong_token_is_refused(server):
+    _, msg = server.call("ping", token="not-the-token")
+    assert msg.header["error"]["code"] == "bad_token"
+    _, msg = server.call("reconstruct", {"backend": "hull"}, sketch_arrays(), token="")
+    assert msg.header["error"]["code"] == "bad_token"
+    assert server.alive()
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"S2M1" + b"\xff" * 12,
+    b"S2M1\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00{oops",
+    bytes(range(256)) * 40,
+    b"S2M1\x02\x00\x00\x00",
+])
+def test_garbage_on_the_socket_never_crashes_the_server(server, garbage):
+    with server.connect() as sock:
+        sock.sendall(garbage)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(10)
+        try:
+            reply = protocol.recv_message(sock)
+            assert reply.header["kind"] == "error"
+        except ConnectionError:
+            pass
+    assert server.alive()
+
+
+def test_oversized_frame_is_refused_before_it_is_read(server):
+    with server.connect() as sock:
+        sock.sendall(protocol.PREFIX.pack(protocol.MAGIC, 100, 2**34))
+        reply = protocol.recv_message(sock)
+    assert reply.header["error"]["code"] == "too_large"
+    assert server.alive()
+
+
+def test_client_that_vanishes_mid_frame_is_harmless(server):
+    frame = protocol.encode(protocol.make_request("reconstruct", server.token, "gone"), sketch_arrays())
+    with server.connect() as sock:
+        sock.sendall(frame[: len(frame) // 2])
+    assert server.alive()
+
+
+@pytest.mark.slow
+def test_ping_and_cancel_are_answered_while_a_job_runs(server):
+    job_id = "long-job"
+    outcome = {}
+
+    def run():
+        outcome["progress"], outcome["msg"] = server.call(
+            "reconstruct", {"backend": "hull", "detail": "high"}, sketch_arrays(), request_id=job_id)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, ping = server.call("ping")
+        if job_id in ping.header["result"]["jobs"]:
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the job never showed up in ping")
+    _, cancel = server.call("cancel", {"target": job_id})
+    worker.join(60)
+    assert not worker.is_alive()
+    if cancel.header["result"]["cancelled"]:
+        assert outcome["msg"].header["kind"] in ("error", "result")
+        if outcome["msg"].header["kind"] == "error":
+            assert outcome["msg"].header["error"]["code"] == "cancelled"
+    assert server.alive()
+    _, again = server.call("reconstruct", {"backend": "hull", "detail": "low"}, sketch_arrays())
+    assert again.header["kind"] == "result"
+
+
+def test_shutdown_stops_the_server_and_removes_its_token(tmp_path):
+    s = Server(tmp_path)
+    try:
+        _, msg = s.call("shutdown")
+        assert msg.header["result"]["stopping"]
+        assert s.proc.wait(15) == 0
+        assert not s.token_file.exists()
+    finally:
+        s.close()
+
+
+def test_second_server_on_a_busy_port_says_so(server, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "model_server", "serve", "--port", str(server.port),
+                           "--token-file", str(tmp_path / "t")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "cannot listen" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_non_loopback_host_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "model_server", "serve", "--host", "0.0.0.0", "--port", "0",
+                           "--token-file", str(tmp_path / "t")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "loopback" in proc.stderr
