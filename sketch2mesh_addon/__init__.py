@@ -1,0 +1,37 @@
+"""Sketch2Mesh: draw front and side strokes in Grease Pencil, get a watertight mesh.
+
+This package is both the Blender extension (``bl_ext.<repo>.sketch2mesh``) and, from
+a source checkout, the add-on module ``sketch2mesh_addon``. The model server imports
+:mod:`.protocol` from it without Blender, so nothing here imports bpy at module
+level: the Blender-side modules load in :func:`register`.
+"""
+
+from __future__ import annotations
+
+
+def _classes() -> tuple:
+    from . import operators, panel, preferences
+
+    return (preferences.Sketch2MeshPreferences, *operators.CLASSES, *panel.CLASSES)
+
+
+def register() -> None:
+    import bpy
+
+    from . import panel
+
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    panel.register_properties()
+
+
+def unregister() -> None:
+    import bpy
+
+    from . import jobs, panel, server_process
+
+    jobs.cancel_current()
+    server_process.stop()
+    panel.unregister_properties()
+    for cls in reversed(_classes()):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,292 @@
+"""Reconstruct a sketch from a .blend file without Blender's UI.
+
+With a Blender binary::
+
+    blender -b FILE.blend -P sketch2mesh_addon/headless.py -- [options] --out OUT.blend|.glb|.obj|.ply
+
+With the bpy wheel::
+
+    python sketch2mesh_addon/headless.py --blend FILE.blend -- [options] --out OUT...
+
+Instead of a .blend, ``--strokes STROKES.json`` builds the sketch in an empty file
+from polylines per view, ``{"front": [[[u, v], ...], ...], "side": ..., "top": ...}``
+in world view-plane coordinates (the bundled examples' strokes.json).
+
+Options: ``--sketch NAME`` (default: the active, else the only, else the "Sketch"
+Grease Pencil object; with --strokes, the new sketch's name), ``--backend learned|hull``, ``--detail low|medium|high``,
+``--refine N``, ``--server-python PATH`` (default: the add-on preference, then the
+SKETCH2MESH_SERVER_PYTHON environment variable), ``--port N``, ``--out`` (repeat it
+to write several files) and ``--render PREVIEW.png`` (a headless render of the result).
+
+OBJ and PLY files keep Blender's Z-up world coordinates, like the model server's
+output; glTF is Y-up by its specification. The input .blend is never saved: the
+sketch in it stays untouched. On error the script prints one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_MODULE = "sketch2mesh_addon"
+OUTPUT_SUFFIXES = (".blend", ".glb", ".obj", ".ply")
+
+
+class HeadlessError(Exception):
+    """A problem to report in one line."""
+
+
+def split_argv(argv: list[str]) -> list[str]:
+    """The script's own arguments. Run by Python (``argv[0]`` is this script) that is
+    everything but the ``--`` separator; run by Blender, what follows ``--``."""
+    if Path(argv[0]).name == Path(__file__).name:
+        return [a for a in argv[1:] if a != "--"]
+    return argv[argv.index("--") + 1:] if "--" in argv else []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headless.py", description="Reconstruct a Grease Pencil sketch headless.")
+    parser.add_argument("--blend", type=Path, help="the .blend to open (bpy wheel; a Blender binary opens it itself)")
+    parser.add_argument("--strokes", type=Path, help="instead of a .blend: build the sketch in an empty file from a "
+                                                     "JSON file {view: [[[u, v], ...], ...]} (examples/*/strokes.json)")
+    parser.add_argument("--sketch", help="name of the Grease Pencil object to reconstruct")
+    parser.add_argument("--backend", choices=("learned", "hull"), default="hull")
+    parser.add_argument("--detail", choices=("low", "medium", "high"), default="medium")
+    parser.add_argument("--refine", type=int, default=0, metavar="N", help="Fit to strokes iterations (0 skips)")
+    parser.add_argument("--server-python", help="Python of the server environment")
+    parser.add_argument("--port", type=int, help="server port (default: the add-on preference)")
+    parser.add_argument("--out", type=Path, action="append", required=True,
+                        help="output file: .blend, .glb, .obj or .ply; repeat for several")
+    parser.add_argument("--render", type=Path, help="also render a PNG preview of the result")
+    return parser
+
+
+def enable_addon() -> tuple[str, bool]:
+    """Make the Sketch2Mesh operators available; return (module name, whether we enabled it)."""
+    import addon_utils
+    import bpy
+
+    for name in bpy.context.preferences.addons.keys():
+        if name == SOURCE_MODULE or name.endswith(".sketch2mesh"):
+            return name, False
+    script_dir = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(script_dir)]
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    errors: list[BaseException] = []
+    if addon_utils.enable(SOURCE_MODULE, default_set=True, handle_error=errors.append) is None:
+        raise HeadlessError(f"could not enable the Sketch2Mesh add-on from {REPO}: {errors[0] if errors else 'unknown error'}")
+    return SOURCE_MODULE, True
+
+
+def read_strokes_json(path: Path) -> dict:
+    """Polylines per view from a JSON file, as numpy arrays; raises HeadlessError if malformed."""
+    import numpy as np
+
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not set(data) <= {"front", "side", "top"}:
+            raise ValueError("expected an object with the keys front, side and top")
+        return {view: [np.asarray(line, np.float32).reshape(-1, 2) for line in lines] for view, lines in data.items()}
+    except FileNotFoundError:
+        raise HeadlessError(f"the file {path} does not exist") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise HeadlessError(f"{path} is not a valid strokes file: {exc}") from None
+
+
+def find_sketch(name: str | None, addon_module: str):
+    """The sketch object to reconstruct."""
+    import bpy
+
+    module = importlib.import_module(addon_module + ".strokes")
+    if name:
+        obj = bpy.data.objects.get(name)
+        if obj is None:
+            raise HeadlessError(f"there is no object named {name!r} in the file")
+        if not module.is_sketch(obj):
+            raise HeadlessError(f"{name!r} is not a Grease Pencil object of this Blender version")
+        return obj
+    active = bpy.context.view_layer.objects.active
+    if module.is_sketch(active):
+        return active
+    sketches = [o for o in bpy.context.scene.objects if module.is_sketch(o)]
+    if len(sketches) == 1:
+        return sketches[0]
+    named = bpy.data.objects.get("Sketch")
+    if named is not None and module.is_sketch(named):
+        return named
+    raise HeadlessError("no sketch found: pass --sketch NAME" if sketches else "the file has no Grease Pencil sketch")
+
+
+def export(path: Path) -> None:
+    """Write the selected result (or the whole file, for .blend) to ``path``."""
+    import addon_utils
+    import bpy
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".blend":
+        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
+    elif suffix == ".obj":
+        bpy.ops.wm.obj_export(filepath=str(path), export_selected_objects=True, forward_axis="Y", up_axis="Z",
+                              export_materials=False, export_uv=False)
+    elif suffix == ".ply":
+        bpy.ops.wm.ply_export(filepath=str(path), export_selected_objects=True, forward_axis="Y", up_axis="Z",
+                              export_uv=False, export_colors="NONE")
+    elif suffix == ".glb":
+        if "io_scene_gltf2" not in bpy.context.preferences.addons:
+            addon_utils.enable("io_scene_gltf2")
+        bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", use_selection=True)
+    if not path.is_file():
+        raise HeadlessError(f"Blender did not write {path}")
+
+
+def render_preview(obj, path: Path) -> None:
+    """Render ``obj`` alone with a camera and a light that frame it: Workbench, else Cycles on the CPU."""
+    import bpy
+    from mathutils import Vector
+
+    scene = bpy.context.scene
+    corners = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
+    centre = sum(corners, Vector()) / 8
+    radius = max((c - centre).length for c in corners) or 1.0
+    direction = Vector((0.9, -1.4, 0.8)).normalized()
+
+    camera = bpy.data.objects.new("Sketch2Mesh Preview Camera", bpy.data.cameras.new("Sketch2Mesh Preview Camera"))
+    camera.data.angle = math.radians(35)
+    camera.location = centre + direction * (radius / math.sin(camera.data.angle / 2) * 1.05)
+    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+    camera.data.clip_end = radius * 20
+    light = bpy.data.objects.new("Sketch2Mesh Preview Light", bpy.data.lights.new("Sketch2Mesh Preview Light", "SUN"))
+    light.rotation_euler = (-Vector((0.5, -1.0, 1.5)).normalized()).to_track_quat("-Z", "Y").to_euler()
+    light.data.energy = 4.0
+    for helper in (camera, light):
+        scene.collection.objects.link(helper)
+
+    hidden = {o.name: o.hide_render for o in scene.objects}
+    saved = (scene.camera, scene.render.engine, scene.render.filepath, scene.render.resolution_x,
+             scene.render.resolution_y, scene.render.resolution_percentage, scene.render.image_settings.file_format)
+    try:
+        for other in scene.objects:
+            other.hide_render = other not in (obj, camera, light)
+        scene.camera = camera
+        scene.render.resolution_x = scene.render.resolution_y = 640
+        scene.render.resolution_percentage = 100
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.filepath = str(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _render_workbench(scene)
+        except RuntimeError:
+            _render_cycles(scene)
+        if not path.is_file():
+            raise HeadlessError(f"Blender did not write the preview {path}")
+    finally:
+        for other in scene.objects:
+            if other.name in hidden:
+                other.hide_render = hidden[other.name]
+        (scene.camera, scene.render.engine, scene.render.filepath, scene.render.resolution_x,
+         scene.render.resolution_y, scene.render.resolution_percentage, scene.render.image_settings.file_format) = saved
+        camera_data, light_data = camera.data, light.data
+        bpy.data.objects.remove(camera)
+        bpy.data.objects.remove(light)
+        bpy.data.cameras.remove(camera_data)
+        bpy.data.lights.remove(light_data)
+
+
+def _render_workbench(scene) -> None:
+    import bpy
+
+    scene.render.engine = "BLENDER_WORKBENCH"
+    shading = scene.display.shading
+    shading.light, shading.color_type = "STUDIO", "MATERIAL"
+    shading.show_cavity = True
+    bpy.ops.render.render(write_still=True)
+
+
+def _render_cycles(scene) -> None:
+    import bpy
+
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 16
+    scene.cycles.use_denoising = False
+    bpy.ops.render.render(write_still=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Open, reconstruct, write. Raises HeadlessError or RuntimeError with a one-line message."""
+    import bpy
+
+    bad = [p for p in args.out if p.suffix.lower() not in OUTPUT_SUFFIXES]
+    if bad:
+        raise HeadlessError(f"--out must end in {', '.join(OUTPUT_SUFFIXES)}, not {bad[0].name!r}")
+    if args.blend is not None and args.strokes is not None:
+        raise HeadlessError("give either --blend or --strokes, not both")
+    if args.blend is not None:
+        if not args.blend.is_file():
+            raise HeadlessError(f"the file {args.blend} does not exist")
+        bpy.ops.wm.open_mainfile(filepath=str(args.blend))
+    sketch_lines = read_strokes_json(args.strokes) if args.strokes is not None else None
+    if sketch_lines is not None:
+        bpy.ops.wm.read_homefile(use_empty=True)
+    addon_module, we_enabled = enable_addon()
+    try:
+        addon = bpy.context.preferences.addons[addon_module]
+        if args.server_python:
+            addon.preferences.server_python = args.server_python
+        if args.port:
+            addon.preferences.port = args.port
+        if sketch_lines is not None:
+            strokes = importlib.import_module(addon_module + ".strokes")
+            sketch = strokes.new_sketch(bpy.context.scene.collection, args.sketch or "Sketch")
+            strokes.write_sketch(sketch, sketch_lines)
+        else:
+            sketch = find_sketch(args.sketch, addon_module)
+        if bpy.context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.context.view_layer.objects.active = sketch
+        bpy.ops.sketch2mesh.reconstruct(backend=args.backend.upper(), detail=args.detail.upper(),
+                                        refine_iterations=args.refine)
+        result = bpy.context.view_layer.objects.active
+        for path in args.out:
+            export(path)
+            print(f"Wrote {path}")
+        if args.render:
+            render_preview(result, args.render)
+            print(f"Rendered {args.render}")
+    finally:
+        if we_enabled:
+            import addon_utils
+
+            addon_utils.disable(addon_module, default_set=True)
+        else:
+            importlib.import_module(addon_module + ".server_process").stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(split_argv(sys.argv if argv is None else argv))
+    try:
+        run(args)
+    except (HeadlessError, RuntimeError, OSError) as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        print(f"error: {message.removeprefix('Error: ')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    exit_code = main()
+    if Path(sys.argv[0]).name == Path(__file__).name:
+        # Run by Python with the bpy wheel: everything is written and the server stopped,
+        # so leave without Python's shutdown, which crashes in the 4.2 wheel after a glTF export.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+    sys.exit(exit_code)

@@ -1,0 +1,352 @@
+"""The add-on's operators.
+
+Invoked from the UI, the operators that talk to the server run a :class:`jobs.Job`
+and poll it from a modal timer, so Blender never blocks; Esc or the panel's Cancel
+button cancels. Executed from a script or in background mode they run synchronously
+and report errors, which bpy turns into a RuntimeError.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import bpy
+from bpy.props import EnumProperty, IntProperty
+
+from . import client, jobs, mesh_import, preferences, protocol, server_process, strokes
+
+BACKENDS = (
+    ("HULL", "Hull", "Geometric visual-hull backend: no network, always available"),
+    ("LEARNED", "Learned", "The multi-view network (needs shipped weights)"),
+)
+DETAILS = (
+    ("LOW", "Low", "Coarse and fast"),
+    ("MEDIUM", "Medium", "Balanced"),
+    ("HIGH", "High", "Fine and slower"),
+)
+VIEWS = (
+    ("FRONT", "Front", "Front orthographic view, drawing on the Front layer"),
+    ("SIDE", "Side", "Right orthographic view, drawing on the Side layer"),
+    ("TOP", "Top", "Top orthographic view, drawing on the Top layer"),
+)
+VIEW_AXIS = {"FRONT": "FRONT", "SIDE": "RIGHT", "TOP": "TOP"}  # view3d.view_axis types
+DRAW_PLANE = {"FRONT": "AXIS_Y", "SIDE": "AXIS_X", "TOP": "AXIS_Z"}  # Grease Pencil drawing plane
+TIMER_S = 0.1
+
+
+def _deselect_all(context: bpy.types.Context) -> None:
+    for obj in context.view_layer.objects:
+        if obj.select_get():
+            obj.select_set(False)
+
+
+def _view3d_override(context: bpy.types.Context) -> dict | None:
+    """Context members for view3d operators: this area if it is a 3D view, else the first one."""
+    areas = [context.area] if context.area is not None and context.area.type == "VIEW_3D" else []
+    areas += [a for a in (context.screen.areas if context.screen else []) if a.type == "VIEW_3D"]
+    for area in areas:
+        for region in area.regions:
+            if region.type == "WINDOW":
+                return {"area": area, "region": region}
+    return None
+
+
+def _set_view(context: bpy.types.Context, view: str) -> bool:
+    """Switch a 3D view to ``view`` (orthographic) and set the drawing plane; False without a 3D view."""
+    override = _view3d_override(context)
+    if override is None:
+        return False
+    with context.temp_override(**override):
+        bpy.ops.view3d.view_axis(type=VIEW_AXIS[view])
+    override["area"].spaces.active.region_3d.view_perspective = "ORTHO"
+    tool_settings = context.scene.tool_settings
+    tool_settings.gpencil_sculpt.lock_axis = DRAW_PLANE[view]
+    tool_settings.gpencil_stroke_placement_view3d = "ORIGIN"
+    return True
+
+
+def _set_active_layer(obj: bpy.types.Object, view: str) -> None:
+    layer = strokes.find_layer(obj, strokes.LAYERS[view.lower()])
+    if layer is not None:
+        obj.data.layers.active = layer
+
+
+def _enter_draw_mode(context: bpy.types.Context) -> None:
+    mode = "PAINT_GREASE_PENCIL" if strokes.gp_v3() else "PAINT_GPENCIL"
+    if context.mode != mode:
+        bpy.ops.object.mode_set(mode=mode)
+
+
+def _to_object_mode(context: bpy.types.Context) -> None:
+    if context.mode != "OBJECT" and context.view_layer.objects.active is not None:
+        bpy.ops.object.mode_set(mode="OBJECT")
+
+
+def _tag_redraw(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+class SKETCH2MESH_OT_new_sketch(bpy.types.Operator):
+    """Add a Grease Pencil sketch with Front, Side and Top layers, ready to draw"""
+
+    bl_idname = "sketch2mesh.new_sketch"
+    bl_label = "New Sketch"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        _to_object_mode(context)
+        obj = strokes.new_sketch(context.collection or context.scene.collection, "Sketch")
+        obj.location = context.scene.cursor.location if not bpy.app.background else (0.0, 0.0, 0.0)
+        _deselect_all(context)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        _set_active_layer(obj, "FRONT")
+        if not bpy.app.background and _set_view(context, "FRONT"):
+            _enter_draw_mode(context)
+        return {"FINISHED"}
+
+
+class SKETCH2MESH_OT_view(bpy.types.Operator):
+    """Look at the sketch from this side (orthographic) and draw on the matching layer"""
+
+    bl_idname = "sketch2mesh.view"
+    bl_label = "Sketch View"
+    bl_options = {"REGISTER"}
+
+    view: EnumProperty(name="View", items=VIEWS, default="FRONT")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not strokes.is_sketch(context.active_object):
+            cls.poll_message_set("Select a sketch (a Grease Pencil object) first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        obj = context.active_object
+        if strokes.find_layer(obj, strokes.LAYERS[self.view.lower()]) is None:
+            obj.data.layers.new(strokes.LAYERS[self.view.lower()])
+        _set_active_layer(obj, self.view)
+        if not _set_view(context, self.view):
+            self.report({"WARNING"}, "No 3D view to switch; the layer was made active.")
+        return {"FINISHED"}
+
+
+class JobOperator:
+    """Shared modal machinery: run a job in a worker thread, poll it, report the outcome."""
+
+    _timer = None
+    _job: jobs.Job | None = None
+
+    def start_job(self, context: bpy.types.Context, title: str, work: jobs.Work) -> set[str]:
+        try:
+            self._job = jobs.submit(title, work)
+        except RuntimeError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._timer = context.window_manager.event_timer_add(TIMER_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def run_sync(self, work: jobs.Work):
+        """Run ``work`` on this thread; progress goes to the console in background mode."""
+        def progress(message: str, fraction: float) -> None:
+            if bpy.app.background:
+                print(f"[sketch2mesh {fraction:4.0%}] {message}", flush=True)
+
+        return work(progress, threading.Event())
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel.set()
+        if event.type != "TIMER" and event.type != "ESC":
+            return {"PASS_THROUGH"}
+        if context.workspace is not None:
+            context.workspace.status_text_set(f"{job.status_line()}  (Esc to cancel)")
+        _tag_redraw(context)
+        if not job.done.is_set():
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        if job.cancelled:
+            self.report({"INFO"}, f"{job.title} cancelled.")
+            return {"CANCELLED"}
+        if job.error is not None:
+            self.report({"ERROR"}, jobs.user_message(job.error))
+            return {"CANCELLED"}
+        return self.finish(context, job.result)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        if self._job is not None:
+            self._job.cancel.set()
+        self._end(context)
+
+    def _end(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        _tag_redraw(context)
+
+    def finish(self, context: bpy.types.Context, result) -> set[str]:
+        raise NotImplementedError
+
+
+class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
+    """Build a watertight mesh from the active sketch's Front, Side and Top strokes"""
+
+    bl_idname = "sketch2mesh.reconstruct"
+    bl_label = "Reconstruct from Sketch"
+    bl_options = {"REGISTER", "UNDO"}
+
+    backend: EnumProperty(name="Backend", items=BACKENDS, default="HULL")
+    detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
+    refine_iterations: IntProperty(name="Refine Iterations", description="Fit to strokes iterations after "
+                                   "reconstruction (0 skips)", default=0, min=0, max=10_000)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not strokes.is_sketch(context.active_object):
+            cls.poll_message_set("Make a sketch (a Grease Pencil object) active first")
+            return False
+        return True
+
+    def _prepare(self, context: bpy.types.Context):
+        """The sketch object, its strokes and the job's work; reports and returns None if the sketch is unusable."""
+        obj = context.active_object
+        context.view_layer.update()
+        sketch = strokes.read_sketch(obj)
+        try:
+            protocol.check_strokes(sketch)
+        except protocol.ProtocolError as exc:
+            self.report({"ERROR"}, exc.message)
+            return None
+        work = jobs.reconstruct_work(preferences.settings(context), sketch, self.backend.lower(),
+                                     self.detail.lower(), self.refine_iterations)
+        return obj.name, work
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        prepared = self._prepare(context)
+        if prepared is None:
+            return {"CANCELLED"}
+        sketch_name, work = prepared
+        try:
+            result = self.run_sync(work)
+        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
+            self.report({"ERROR"}, jobs.user_message(exc))
+            return {"CANCELLED"}
+        self._sketch_name = sketch_name
+        return self.finish(context, result)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        prepared = self._prepare(context)
+        if prepared is None:
+            return {"CANCELLED"}
+        self._sketch_name, work = prepared
+        return self.start_job(context, "Reconstruct", work)
+
+    def finish(self, context: bpy.types.Context, result: client.ReconstructResult) -> set[str]:
+        sketch = bpy.data.objects.get(self._sketch_name)
+        if sketch is None:
+            self.report({"ERROR"}, f"The sketch {self._sketch_name!r} was deleted while it was being reconstructed.")
+            return {"CANCELLED"}
+        _to_object_mode(context)
+        obj = mesh_import.add_result(context, sketch, result.vertices, result.faces, result.info)
+        seconds = float((result.info.get("timings_s") or {}).get("total", 0.0))
+        self.report({"INFO"}, f"Reconstructed {obj.name}: {len(result.vertices)} vertices, "
+                              f"{len(result.faces)} faces ({result.info.get('backend', '?')}, {seconds:.1f} s).")
+        return {"FINISHED"}
+
+
+class SKETCH2MESH_OT_fit_strokes(bpy.types.Operator):
+    """Fit the active reconstructed mesh to the strokes of its sketch (into a shape key)"""
+
+    bl_idname = "sketch2mesh.fit_strokes"
+    bl_label = "Fit to Strokes"
+    bl_options = {"REGISTER", "UNDO"}
+
+    iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        cls.poll_message_set("Fit to strokes is not available yet; it arrives in a later version of Sketch2Mesh")
+        return False
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        self.report({"ERROR"}, "Fit to strokes is not available yet; it arrives in a later version of Sketch2Mesh.")
+        return {"CANCELLED"}
+
+
+class SKETCH2MESH_OT_server_start(JobOperator, bpy.types.Operator):
+    """Start the Sketch2Mesh server from the Server Python preference (unless one already answers)"""
+
+    bl_idname = "sketch2mesh.server_start"
+    bl_label = "Start Server"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            connection = self.run_sync(jobs.start_server_work(preferences.settings(context)))
+        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
+            self.report({"ERROR"}, jobs.user_message(exc))
+            return {"CANCELLED"}
+        return self.finish(context, connection)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        return self.start_job(context, "Start server", jobs.start_server_work(preferences.settings(context)))
+
+    def finish(self, context: bpy.types.Context, connection: server_process.Connection) -> set[str]:
+        device = connection.status.get("device", "?")
+        self.report({"INFO"}, f"Sketch2Mesh server ready at {connection.host}:{connection.port} (device {device}).")
+        return {"FINISHED"}
+
+
+class SKETCH2MESH_OT_server_stop(bpy.types.Operator):
+    """Stop the Sketch2Mesh server that Blender started"""
+
+    bl_idname = "sketch2mesh.server_stop"
+    bl_label = "Stop Server"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        jobs.cancel_current()
+        if server_process.stop():
+            self.report({"INFO"}, "Sketch2Mesh server stopped.")
+        else:
+            self.report({"INFO"}, "No Sketch2Mesh server started by Blender is running.")
+        return {"FINISHED"}
+
+
+class SKETCH2MESH_OT_cancel(bpy.types.Operator):
+    """Cancel the running Sketch2Mesh job"""
+
+    bl_idname = "sketch2mesh.cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return jobs.current() is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        jobs.cancel_current()
+        return {"FINISHED"}
+
+
+CLASSES = (
+    SKETCH2MESH_OT_new_sketch,
+    SKETCH2MESH_OT_view,
+    SKETCH2MESH_OT_reconstruct,
+    SKETCH2MESH_OT_fit_strokes,
+    SKETCH2MESH_OT_server_start,
+    SKETCH2MESH_OT_server_stop,
+    SKETCH2MESH_OT_cancel,
+)

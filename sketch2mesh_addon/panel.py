@@ -1,0 +1,95 @@
+"""The "Sketch2Mesh" tab in the 3D view's sidebar: Server, Sketch, Reconstruct, Refine."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, PointerProperty
+
+from . import jobs, preferences, server_process, strokes
+from .operators import BACKENDS, DETAILS
+
+
+class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
+    """The panel's choices, saved with the scene."""
+
+    backend: EnumProperty(name="Backend", items=BACKENDS, default="HULL")
+    detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
+    fit_iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
+
+
+class Sketch2MeshPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Sketch2Mesh"
+
+
+class SKETCH2MESH_PT_server(Sketch2MeshPanel, bpy.types.Panel):
+    bl_idname = "SKETCH2MESH_PT_server"
+    bl_label = "Server"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.label(text=server_process.describe(preferences.settings(context)))
+        row = layout.row(align=True)
+        row.operator("sketch2mesh.server_start", text="Start", icon="PLAY")
+        row.operator("sketch2mesh.server_stop", text="Stop", icon="SNAP_FACE")
+
+
+class SKETCH2MESH_PT_sketch(Sketch2MeshPanel, bpy.types.Panel):
+    bl_idname = "SKETCH2MESH_PT_sketch"
+    bl_label = "Sketch"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator("sketch2mesh.new_sketch", icon="GREASEPENCIL")
+        row = layout.row(align=True)
+        for view, label, _ in (("FRONT", "Front", ""), ("SIDE", "Side", ""), ("TOP", "Top", "")):
+            row.operator("sketch2mesh.view", text=label).view = view
+        if not strokes.is_sketch(context.active_object):
+            layout.label(text="No sketch active", icon="INFO")
+
+
+class SKETCH2MESH_PT_reconstruct(Sketch2MeshPanel, bpy.types.Panel):
+    bl_idname = "SKETCH2MESH_PT_reconstruct"
+    bl_label = "Reconstruct"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        props = context.scene.sketch2mesh
+        layout.prop(props, "backend")
+        layout.prop(props, "detail")
+        job = jobs.current()
+        if job is None:
+            op = layout.operator("sketch2mesh.reconstruct", text="Reconstruct from Sketch", icon="MESH_MONKEY")
+            op.backend, op.detail = props.backend, props.detail
+            return
+        layout.progress(factor=job.fraction, type="BAR", text=f"{job.title}: {job.message}")
+        layout.operator("sketch2mesh.cancel", icon="CANCEL")
+
+
+class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):
+    bl_idname = "SKETCH2MESH_PT_refine"
+    bl_label = "Refine"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        props = context.scene.sketch2mesh
+        layout.prop(props, "fit_iterations")
+        layout.operator("sketch2mesh.fit_strokes", icon="MOD_SHRINKWRAP").iterations = props.fit_iterations
+
+
+CLASSES = (
+    Sketch2MeshSceneSettings,
+    SKETCH2MESH_PT_server,
+    SKETCH2MESH_PT_sketch,
+    SKETCH2MESH_PT_reconstruct,
+    SKETCH2MESH_PT_refine,
+)
+
+
+def register_properties() -> None:
+    bpy.types.Scene.sketch2mesh = PointerProperty(type=Sketch2MeshSceneSettings)
+
+
+def unregister_properties() -> None:
+    del bpy.types.Scene.sketch2mesh

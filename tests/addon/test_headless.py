@@ -1,0 +1,106 @@
+"""sketch2mesh_addon/headless.py with the bpy wheel: ``python headless.py --blend FILE -- ...``."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from sketch2mesh_addon import headless, mesh_import, strokes
+
+SCRIPT = Path(headless.__file__).resolve()
+SQUARE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5]], np.float32)
+
+
+def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sketch_blend(draw_sketch, tmp_path):
+    """A .blend holding a drawn sketch (and nothing active)."""
+    draw_sketch()
+    bpy.context.view_layer.objects.active = None
+    path = tmp_path / "sketch.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    return path
+
+
+def test_split_argv_handles_blender_and_python_invocations():
+    blender = ["/opt/blender/blender", "-b", "f.blend", "-P", "headless.py", "--", "--out", "x.obj"]
+    assert headless.split_argv(blender) == ["--out", "x.obj"]
+    assert headless.split_argv(["/opt/blender/blender", "-b", "f.blend", "-P", "headless.py"]) == []
+    wheel = ["sketch2mesh_addon/headless.py", "--blend", "f.blend", "--", "--out", "x.obj"]
+    assert headless.split_argv(wheel) == ["--blend", "f.blend", "--out", "x.obj"]
+    assert headless.split_argv(["headless.py", "--strokes", "s.json", "--out", "a.ply"]) == \
+        ["--strokes", "s.json", "--out", "a.ply"]
+
+
+@pytest.mark.slow
+def test_headless_writes_every_format_and_a_preview(sketch_blend, tmp_path, unused_port, server_python):
+    before = _sha(sketch_blend)
+    outs = [tmp_path / "out" / f"result{suffix}" for suffix in (".blend", ".obj", ".ply", ".glb")]
+    preview = tmp_path / "out" / "preview.png"
+    args = ["--blend", str(sketch_blend), "--", "--backend", "hull", "--detail", "low",
+            "--server-python", server_python, "--port", str(unused_port), "--render", str(preview)]
+    for out in outs:
+        args += ["--out", str(out)]
+    done = _run(*args)
+    assert done.returncode == 0, done.stderr
+    for path in [*outs, preview]:
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "v " in outs[1].read_text()[:10_000]
+    assert _sha(sketch_blend) == before  # the input file is never saved
+
+    bpy.ops.wm.open_mainfile(filepath=str(outs[0]))
+    mesh = bpy.data.objects["Sketch_mesh"]
+    assert mesh[mesh_import.SOURCE_PROPERTY] == "Sketch"
+    assert len(strokes.read_sketch(bpy.data.objects["Sketch"])["front"]) == 1
+
+
+def test_headless_bad_sketch_exits_non_zero_with_one_line_and_no_output(draw_sketch, tmp_path, unused_port):
+    draw_sketch({"front": [SQUARE]})
+    blend = tmp_path / "one_view.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    out = tmp_path / "never.obj"
+    done = _run("--blend", str(blend), "--", "--port", str(unused_port), "--out", str(out))
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Only one view is drawn"), done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_blender_style_arguments_reconstruct_the_loaded_file(sketch_blend, served_scene, server, tmp_path):
+    # What `blender -b FILE -P headless.py -- ...` does: Blender has loaded FILE; the script reads what follows "--".
+    bpy.ops.wm.open_mainfile(filepath=str(sketch_blend))
+    out = tmp_path / "from_blender.ply"
+    argv = ["blender", "-b", str(sketch_blend), "-P", str(SCRIPT), "--", "--sketch", "Sketch",
+            "--port", str(server["port"]), "--out", str(out)]
+    assert headless.main(argv) == 0
+    assert out.is_file() and out.read_bytes().startswith(b"ply")
+    assert bpy.data.objects["Sketch_mesh"][mesh_import.SOURCE_PROPERTY] == "Sketch"
+
+
+def test_headless_missing_file_is_one_line(tmp_path):
+    done = _run("--blend", str(tmp_path / "nope.blend"), "--", "--out", str(tmp_path / "x.obj"), timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == f"error: the file {tmp_path / 'nope.blend'} does not exist"
+
+
+def test_headless_rejects_unknown_output_formats(sketch_blend, tmp_path):
+    done = _run("--blend", str(sketch_blend), "--", "--out", str(tmp_path / "x.stl"), timeout=120)
+    assert done.returncode != 0
+    assert "--out must end in" in done.stderr.strip().splitlines()[-1]
+

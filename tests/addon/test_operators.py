@@ -1,0 +1,167 @@
+"""The operators, run in background mode against a real server process over a real socket."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+import pytest
+
+from sketch2mesh_addon import mesh_import, protocol, strokes
+
+
+def _reconstruct(**options):
+    return bpy.ops.sketch2mesh.reconstruct(backend=options.pop("backend", "HULL"), **options)
+
+
+def _mesh_vertices(obj) -> np.ndarray:
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    return (co.reshape(-1, 3) @ np.array(obj.matrix_world)[:3, :3].T) + np.array(obj.matrix_world)[:3, 3]
+
+
+def test_new_sketch_adds_an_active_sketch_with_three_layers(scene):
+    assert bpy.ops.sketch2mesh.new_sketch() == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    assert obj.name == "Sketch" and strokes.is_sketch(obj)
+    assert all(strokes.find_layer(obj, name) is not None for name in ("Front", "Side", "Top"))
+    assert obj.select_get()
+
+
+def test_view_operator_makes_the_matching_layer_active(scene):
+    bpy.ops.sketch2mesh.new_sketch()
+    obj = bpy.context.view_layer.objects.active
+    bpy.ops.sketch2mesh.view(view="SIDE")
+    assert obj.data.layers.active == strokes.find_layer(obj, "Side")
+
+
+def test_fit_strokes_is_registered_but_not_available_yet(scene):
+    assert hasattr(bpy.types, "SKETCH2MESH_OT_fit_strokes")
+    with pytest.raises(RuntimeError, match="not available yet"):
+        bpy.ops.sketch2mesh.fit_strokes(iterations=10)
+
+
+def test_sidebar_tab_has_the_four_sections(addon):
+    panels = [bpy.types.SKETCH2MESH_PT_server, bpy.types.SKETCH2MESH_PT_sketch,
+              bpy.types.SKETCH2MESH_PT_reconstruct, bpy.types.SKETCH2MESH_PT_refine]
+    assert [p.bl_label for p in panels] == ["Server", "Sketch", "Reconstruct", "Refine"]
+    assert {(p.bl_space_type, p.bl_region_type, p.bl_category) for p in panels} == {("VIEW_3D", "UI", "Sketch2Mesh")}
+
+
+def test_reconstruct_and_server_operators_declare_undo():
+    assert "UNDO" in bpy.types.SKETCH2MESH_OT_reconstruct.bl_options
+    assert "UNDO" in bpy.types.SKETCH2MESH_OT_new_sketch.bl_options
+
+
+@pytest.mark.slow
+def test_reconstruct_adds_a_mesh_where_the_strokes_are(served_scene, draw_sketch, scene_state):
+    sketch = draw_sketch()
+    before = scene_state()
+    assert _reconstruct() == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    assert obj.type == "MESH" and obj.name == "Sketch_mesh"
+    assert obj[mesh_import.SOURCE_PROPERTY] == sketch.name
+    assert [o.name for o in bpy.context.view_layer.objects if o.select_get()] == [obj.name]
+    assert len(obj.data.polygons) > 100 and all(p.use_smooth for p in obj.data.polygons[:10])
+    assert obj.data.materials[0] is not None
+    # The mesh overlays the strokes: its front extent is the rectangle's, its side extent the circle's.
+    v = _mesh_vertices(obj)
+    np.testing.assert_allclose([v[:, 0].min(), v[:, 0].max()], [-0.6, 0.6], atol=0.08)
+    np.testing.assert_allclose([v[:, 2].min(), v[:, 2].max()], [-0.4, 0.4], atol=0.08)
+    np.testing.assert_allclose([v[:, 1].min(), v[:, 1].max()], [-0.4, 0.4], atol=0.08)
+    assert scene_state()[2] == before[2]  # the sketch is untouched
+
+
+@pytest.mark.slow
+def test_reconstruct_follows_a_moved_sketch(served_scene, draw_sketch):
+    sketch = draw_sketch()
+    sketch.location = (2.0, -1.0, 0.5)
+    _reconstruct(detail="LOW")
+    v = _mesh_vertices(bpy.context.view_layer.objects.active)
+    centre = (v.min(axis=0) + v.max(axis=0)) / 2
+    np.testing.assert_allclose(centre, [2.0, -1.0, 0.5], atol=0.08)
+
+
+@pytest.mark.slow
+def test_one_undo_step_removes_the_mesh(served_scene, draw_sketch, scene_state):
+    draw_sketch()
+    before = scene_state()
+    window = bpy.context.window_manager.windows[0]
+    with bpy.context.temp_override(window=window, screen=window.screen, area=window.screen.areas[0]):
+        bpy.ops.ed.undo_push(message="before")
+        _reconstruct()
+        bpy.ops.ed.undo_push(message="Reconstruct from Sketch")  # what Blender's UI does after an UNDO operator
+        assert "Sketch_mesh" in bpy.data.objects
+        bpy.ops.ed.undo()
+    assert "Sketch_mesh" not in bpy.data.objects
+    assert scene_state() == before
+
+
+@pytest.mark.slow
+def test_learned_backend_without_weights_is_a_clear_error(served_scene, draw_sketch, scene_state):
+    draw_sketch()
+    before = scene_state()
+    with pytest.raises(RuntimeError, match="(?i)hull"):
+        _reconstruct(backend="LEARNED")
+    assert scene_state() == before
+
+
+SQUARE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5]], np.float32)
+
+
+def _ring(n: int) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n)
+    return np.stack([np.cos(t), np.sin(t)], axis=1).astype(np.float32)
+
+
+def _with_nan(stroke: np.ndarray) -> np.ndarray:
+    stroke = stroke.copy()
+    stroke[2, 0] = np.nan
+    return stroke
+
+
+BAD_SKETCHES = {
+    "empty": (lambda: {}, "The sketch is empty"),
+    "one view": (lambda: {"front": [SQUARE]}, "Only one view is drawn"),
+    "nan point": (lambda: {"front": [_with_nan(SQUARE)], "side": [SQUARE]}, r"invalid \(NaN or infinite\)"),
+    "single-point strokes": (lambda: {"front": [SQUARE[:1], SQUARE[2:3]], "side": [SQUARE]},
+                             "only single-point strokes"),
+    "too many points": (lambda: {"front": [_ring(101)] * 500, "side": [_ring(101)] * 500},
+                        f"more than the {protocol.MAX_POINTS} allowed"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SKETCHES))
+def test_bad_sketch_is_a_one_line_error_and_changes_nothing(scene, draw_sketch, scene_state, kind):
+    make, message = BAD_SKETCHES[kind]
+    draw_sketch(make())
+    before = scene_state()
+    with pytest.raises(RuntimeError, match=message) as error:
+        _reconstruct()
+    assert len(str(error.value).strip().splitlines()) == 1
+    assert scene_state() == before
+
+
+def test_unreachable_server_is_a_clear_error_and_changes_nothing(scene, draw_sketch, scene_state):
+    draw_sketch()
+    before = scene_state()
+    port = bpy.context.preferences.addons["sketch2mesh_addon"].preferences.port
+    with pytest.raises(RuntimeError, match=f"server is not running at 127.0.0.1:{port}; start it from the "
+                                           "Sketch2Mesh panel or check the Server Python preference"):
+        _reconstruct()
+    assert scene_state() == before
+
+
+@pytest.mark.slow
+def test_wrong_token_is_a_clear_error_and_changes_nothing(served_scene, server, draw_sketch, scene_state):
+    draw_sketch()
+    before = scene_state()
+    token_file = protocol.token_path(server["port"])
+    good = token_file.read_text()
+    token_file.write_text("not-the-token")
+    try:
+        with pytest.raises(RuntimeError, match="rejected the access token"):
+            _reconstruct()
+    finally:
+        token_file.write_text(good)
+    assert scene_state() == before
+    assert _reconstruct() == {"FINISHED"}  # and the server still serves
