@@ -1,0 +1,215 @@
+"""Backend 'hull': the 14 views' maps of the visual hull of the input silhouettes.
+
+Each silhouette's 2D signed distance field, extruded along its view direction, is the
+exact 3D distance field of an infinite prism; their maximum is a field f whose zero
+level set is the visual hull (front ∩ side [∩ top]). f < 0 inside.
+
+To ray-cast it we extract a triangle surface with naive surface nets on a coarse grid,
+pull its vertices onto f = 0 with Newton steps on the full-resolution SDFs, let open3d
+cast every pixel ray, and then refine each hit along its ray, again on f. Normals are
+the gradient of the active prism's SDF, so they are smooth on curved parts and exactly
+crease-sharp where two prisms meet, instead of faceted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from sketch2mesh_addon.protocol import ProtocolError
+
+from .maps import Maps
+from .render import assemble_maps, cast
+from .silhouette import signed_distance
+from .views import INPUT_VIEWS, RESOLUTION, VIEWS, View, project
+
+GRID_RESOLUTION = 128   # surface-net samples per axis over the canvas cube
+GRID_MARGIN = 3         # extra grid samples beyond the canvas on each side
+SDF_PAD_PX = 12         # the 2D fields extend this far beyond the canvas
+SDF_SMOOTHING_PX = 0.75  # removes pixel staircase from the gradients
+NEWTON_STEPS = 3
+
+
+@dataclasses.dataclass
+class _Prism:
+    view: View          # the input view, with the padded canvas's extent
+    res: int            # padded SDF resolution
+    sdf: np.ndarray     # (res, res) world units, negative inside
+    grad_rows: np.ndarray
+    grad_cols: np.ndarray
+
+
+def _bilinear(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` at continuous (rows, cols) ``pixels`` (2, N), clamped at the border."""
+    return ndimage.map_coordinates(image, pixels, order=1, mode="nearest")
+
+
+class HullField:
+    """f(p) = max over input views of the silhouette SDF at p's projection (world units)."""
+
+    def __init__(self, silhouettes: dict[str, np.ndarray]):
+        self.prisms: list[_Prism] = []
+        for name, mask in silhouettes.items():
+            mask = np.asarray(mask, bool)
+            res = mask.shape[0]
+            base = INPUT_VIEWS[name]
+            pixel = 2.0 * base.extent / res
+            padded = np.pad(mask, SDF_PAD_PX)
+            sdf = ndimage.gaussian_filter(signed_distance(padded, pixel), SDF_SMOOTHING_PX)
+            grad_rows, grad_cols = np.gradient(sdf)
+            view = dataclasses.replace(base, extent=base.extent * (res + 2 * SDF_PAD_PX) / res)
+            self.prisms.append(_Prism(view, res + 2 * SDF_PAD_PX, sdf, grad_rows, grad_cols))
+
+    @staticmethod
+    def _pixels(prism: _Prism, points: np.ndarray) -> np.ndarray:
+        rows, cols, _ = project(prism.view, points, prism.res)
+        return np.stack([rows, cols])
+
+    def terms(self, points: np.ndarray) -> np.ndarray:
+        """(num_views, N): each prism's signed distance at the points."""
+        return np.stack([_bilinear(p.sdf, self._pixels(p, points)) for p in self.prisms])
+
+    def value(self, points: np.ndarray) -> np.ndarray:
+        """f at points (N, 3)."""
+        return self.terms(points).max(axis=0)
+
+    def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """f and the gradient of its active prism at points (N, 3)."""
+        pixels = [self._pixels(p, points) for p in self.prisms]
+        terms = np.stack([_bilinear(p.sdf, px) for p, px in zip(self.prisms, pixels)])
+        active = terms.argmax(axis=0)
+        gradient = np.zeros((len(points), 3))
+        for i, (prism, px) in enumerate(zip(self.prisms, pixels)):
+            sel = active == i
+            if not sel.any():
+                continue
+            # d/drow points down the image (-up), d/dcol along right; rescale pixels -> world.
+            scale = prism.res / (2.0 * prism.view.extent)
+            g_rows = _bilinear(prism.grad_rows, px[:, sel]) * scale
+            g_cols = _bilinear(prism.grad_cols, px[:, sel]) * scale
+            gradient[sel] = g_cols[:, None] * prism.view.right - g_rows[:, None] * prism.view.up
+        return terms.max(axis=0), gradient
+
+    def normals(self, points: np.ndarray) -> np.ndarray:
+        """Outward unit normals at surface points (N, 3)."""
+        _, g = self.value_and_gradient(points)
+        return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+
+    def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
+        """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]."""
+        axis = np.linspace(lo, hi, n)
+        field = np.full((n, n, n), -np.inf, np.float32)
+        a, b = np.meshgrid(axis, axis, indexing="ij")
+        zero = np.zeros_like(a)
+        for prism in self.prisms:
+            d = prism.view.direction
+            if abs(d[1]) > 0.5:    # front: (x, z)
+                plane = _bilinear(prism.sdf, self._pixels(prism, np.stack([a, zero, b], -1).reshape(-1, 3))).reshape(n, n)
+                field = np.maximum(field, plane[:, None, :])
+            elif abs(d[0]) > 0.5:  # side: (y, z)
+                plane = _bilinear(prism.sdf, self._pixels(prism, np.stack([zero, a, b], -1).reshape(-1, 3))).reshape(n, n)
+                field = np.maximum(field, plane[None, :, :])
+            else:                  # top: (x, y)
+                plane = _bilinear(prism.sdf, self._pixels(prism, np.stack([a, b, zero], -1).reshape(-1, 3))).reshape(n, n)
+                field = np.maximum(field, plane[:, :, None])
+        return field
+
+
+def surface_nets(field: np.ndarray, lo: float, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Naive surface nets of the level set field = 0 (negative inside), vectorised.
+
+    One vertex per grid cell that the surface crosses, at the mean of its edge crossings;
+    one quad (two triangles) per crossed grid edge, wound so normals point to positive
+    field. The field must be positive on the grid's border, which makes the mesh closed.
+    Only crossed edges are visited, so the cost follows the surface area."""
+    inside = field < 0
+    cells = np.array(field.shape) - 1
+    strides = np.array([cells[1] * cells[2], cells[2], 1])
+    crossings = []
+    for axis in range(3):
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        pos = np.argwhere(inside[tuple(lower)] != inside[tuple(upper)])
+        step = np.eye(3, dtype=np.int64)[axis]
+        f0 = field[pos[:, 0], pos[:, 1], pos[:, 2]].astype(np.float64)
+        f1 = field[pos[:, 0] + step[0], pos[:, 1] + step[1], pos[:, 2] + step[2]].astype(np.float64)
+        point = pos + (f0 / (f0 - f1))[:, None] * step
+        crossings.append((axis, pos, point, f0 < 0))
+
+    cell_ids, cell_points = [], []
+    for axis, pos, point, _ in crossings:
+        b, c = (axis + 1) % 3, (axis + 2) % 3
+        for ob in (0, -1):
+            for oc in (0, -1):
+                cell = pos.copy()
+                cell[:, b] += ob
+                cell[:, c] += oc
+                ok = np.all((cell >= 0) & (cell < cells), axis=1)
+                cell_ids.append(cell[ok] @ strides)
+                cell_points.append(point[ok])
+    ids = np.concatenate(cell_ids)
+    pts = np.concatenate(cell_points)
+    active, slot = np.unique(ids, return_inverse=True)
+    count = np.bincount(slot, minlength=len(active))
+    mean = np.stack([np.bincount(slot, pts[:, k], minlength=len(active)) for k in range(3)], axis=1) / count[:, None]
+    vertices = lo + spacing * mean
+
+    faces = []
+    for axis, pos, _, starts_inside in crossings:
+        b, c = (axis + 1) % 3, (axis + 2) % 3   # b x c = axis, so this quad order faces +axis
+        interior = (pos[:, b] >= 1) & (pos[:, c] >= 1) & (pos[:, b] < cells[b]) & (pos[:, c] < cells[c])
+        pos, starts_inside = pos[interior], starts_inside[interior]
+        quad = []
+        for ob, oc in ((-1, -1), (0, -1), (0, 0), (-1, 0)):
+            cell = pos.copy()
+            cell[:, b] += ob
+            cell[:, c] += oc
+            quad.append(np.searchsorted(active, cell @ strides))
+        quad = np.stack(quad, axis=1)
+        quad[~starts_inside] = quad[~starts_inside][:, ::-1]
+        faces.append(np.concatenate([quad[:, [0, 1, 2]], quad[:, [0, 2, 3]]]))
+    return vertices, np.concatenate(faces).astype(np.int64)
+
+
+def hull_mesh(field: HullField, grid_resolution: int = GRID_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
+    """A closed triangle surface of the hull, its vertices projected onto f = 0."""
+    spacing = 2.0 / (grid_resolution - 1)
+    lo = -1.0 - GRID_MARGIN * spacing
+    n = grid_resolution + 2 * GRID_MARGIN
+    values = field.grid(n, lo, lo + spacing * (n - 1))
+    if not (values < 0).any():
+        raise ProtocolError("bad_input", "The views' outlines share no volume; draw front and side at the same height.")
+    vertices, faces = surface_nets(values, lo, spacing)
+    for _ in range(NEWTON_STEPS):
+        f, g = field.value_and_gradient(vertices)
+        step = f[:, None] * g / np.maximum((g * g).sum(axis=1, keepdims=True), 1e-12)
+        length = np.linalg.norm(step, axis=1, keepdims=True)
+        vertices = vertices - step * np.minimum(1.0, spacing / np.maximum(length, 1e-12))
+    return vertices, faces
+
+
+def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
+              grid_resolution: int = GRID_RESOLUTION) -> Maps:
+    """Depth, normal and mask maps of the visual hull in the 14 views.
+
+    ``silhouettes`` maps 'front', 'side' and optionally 'top' to bool masks on their
+    [-1, 1] canvases. Each ray hit gets one Newton step along its ray onto f = 0."""
+    field = HullField(silhouettes)
+    vertices, faces = hull_mesh(field, grid_resolution)
+    ray_step_limit = 2.0 / (grid_resolution - 1)
+    hits = cast(vertices, faces, VIEWS, res)
+    hit = hits["hit"]
+    depth = hits["depth"].astype(np.float64)
+    points = hits["points"][hit].astype(np.float64)
+    directions = np.broadcast_to(np.stack([v.direction for v in VIEWS])[:, None, None, :], hit.shape + (3,))[hit]
+    f, g = field.value_and_gradient(points)
+    slope = (g * directions).sum(axis=1)
+    facing = slope < -0.2
+    step = np.where(facing, -f / np.where(facing, slope, 1.0), 0.0)
+    depth[hit] += np.clip(step, -ray_step_limit, ray_step_limit)
+    normals = np.zeros(hit.shape + (3,))
+    normals[hit] = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return assemble_maps(hit, depth.astype(np.float32), normals)

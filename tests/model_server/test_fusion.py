@@ -1,0 +1,81 @@
+import numpy as np
+import open3d as o3d
+import pytest
+
+from model_server import fusion, hull, views
+from model_server.maps import Maps
+from model_server.metrics import closed_and_oriented, signed_volume
+from model_server.rasterize import rasterize_strokes
+from model_server.silhouette import fill_silhouette
+from sketch2mesh_addon.protocol import ProtocolError
+
+
+@pytest.fixture(scope="module")
+def box_maps(polygon):
+    front = fill_silhouette(rasterize_strokes([polygon([(-0.5, -0.7), (0.5, -0.7), (0.5, 0.6), (-0.5, 0.6)])]))
+    side = fill_silhouette(rasterize_strokes([polygon([(-0.3, -0.7), (0.3, -0.7), (0.3, 0.6), (-0.3, 0.6)])]))
+    return hull.hull_maps({"front": front, "side": side})
+
+
+def test_points_are_oriented_outward(box_maps):
+    points, normals, source = fusion.oriented_points(box_maps)
+    assert len(points) == len(normals) == len(source) > 10_000
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    # on a box centred at (0, 0, -0.05) outward normals point away from the centre
+    assert np.mean(np.einsum("ij,ij->i", normals, points - [0, 0, -0.05]) > 0) > 0.99
+
+
+def test_consistent_maps_lose_almost_nothing_to_pruning(box_maps):
+    points, _, source = fusion.oriented_points(box_maps)
+    assert fusion.consistent(points, source, box_maps).mean() > 0.97
+
+
+def test_points_other_views_contradict_are_pruned(box_maps):
+    maps = Maps(box_maps.depth.copy(), box_maps.normal.copy(), box_maps.mask.copy())
+    # view 5 wrongly claims a blob of surface far outside the box, and a dent too near the camera
+    maps.mask[5, 10:40, 10:40] = 1.0
+    maps.depth[5, 10:40, 10:40] = 0.0
+    maps.normal[5, 10:40, 10:40] = [0.0, 0.0, 1.0]
+    rows, cols = np.nonzero(box_maps.mask[5] > 0.5)
+    dent = (rows[:200], cols[:200])
+    maps.depth[5][dent] -= 0.3
+    points, _, source = fusion.oriented_points(maps)
+    keep = fusion.consistent(points, source, maps)
+    blob = views.unproject(views.VIEWS[5], *np.nonzero(np.pad(np.ones((30, 30), bool), ((10, 216), (10, 216)))),
+                           np.zeros(900))
+    blob_ids = np.flatnonzero((source == 5) & np.isin(points[:, 0], blob[:, 0]) & np.isin(points[:, 2], blob[:, 2]))
+    assert len(blob_ids) > 0 and not keep[blob_ids].any()
+    dent_points = views.unproject(views.VIEWS[5], *dent, maps.depth[5][dent])
+    dent_ids = np.flatnonzero((source == 5) & np.isin(points[:, 1], dent_points[:, 1]))
+    assert len(dent_ids) > 0 and keep[dent_ids].mean() < 0.1
+    assert keep[source != 5].mean() > 0.97
+
+
+@pytest.mark.parametrize("detail", ["low", "medium"])
+def test_fused_mesh_is_watertight_outward_and_clean(box_maps, detail):
+    timings = {}
+    vertices, faces = fusion.fuse(box_maps, detail, timings)
+    assert vertices.dtype == np.float32 and faces.dtype == np.int32
+    assert set(timings) == {"fuse", "poisson"}
+    assert closed_and_oriented(faces)
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices.astype(np.float64)),
+                                     o3d.utility.Vector3iVector(faces))
+    assert mesh.is_watertight() and mesh.is_orientable()
+    assert len(mesh.cluster_connected_triangles()[2]) == 1
+    area = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+    assert area.min() > 0 and len(np.unique(np.sort(faces, axis=1), axis=0)) == len(faces)
+    assert signed_volume(vertices, faces) == pytest.approx(1.0 * 0.6 * 1.3, rel=0.03)
+
+
+def test_crossing_triangles_finds_a_piercing_pair():
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.2, 0.2, -0.5], [0.3, 0.2, 0.5], [0.2, 0.3, 0.5]], float)
+    faces = np.array([[0, 1, 2], [3, 4, 5]])
+    assert set(fusion.crossing_triangles(vertices, faces)) == {0, 1}
+    assert len(fusion.crossing_triangles(vertices, faces[:1])) == 0
+
+
+def test_maps_with_nothing_usable_are_bad_input():
+    empty = Maps.empty(64)
+    with pytest.raises(ProtocolError) as err:
+        fusion.fuse(empty)
+    assert err.value.code == "bad_input"

@@ -1,0 +1,138 @@
+import numpy as np
+import open3d as o3d
+import pytest
+from PIL import Image
+
+from model_server import pipeline, views
+from model_server.metrics import closed_and_oriented, signed_volume, silhouette_iou
+from model_server.normalize import fit_normalization
+from model_server.rasterize import rasterize_strokes
+from model_server.silhouette import fill_silhouette
+from sketch2mesh_addon.protocol import ProtocolError
+
+TIMING_KEYS = {"rasterize", "predict", "fuse", "poisson", "refine", "total"}
+
+
+@pytest.fixture(scope="module")
+def results(sketches):
+    return {name: pipeline.reconstruct_strokes(sketch) for name, sketch in sketches.items()}
+
+
+@pytest.mark.slow
+def test_front_and_side_silhouettes_match_the_sketch(results, sketches, sketch_name):
+    result = results[sketch_name]
+    canonical = fit_normalization(sketches[sketch_name]).to_canonical(result.vertices)
+    for view in ("front", "side"):
+        assert silhouette_iou(canonical, result.faces, result.silhouettes[view], views.INPUT_VIEWS[view]) >= 0.90
+
+
+@pytest.mark.slow
+def test_mesh_is_watertight_and_outward(results, sketch_name):
+    result = results[sketch_name]
+    assert result.vertices.dtype == np.float32 and result.faces.dtype == np.int32
+    assert closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(result.vertices.astype(np.float64)),
+                                     o3d.utility.Vector3iVector(result.faces))
+    assert mesh.is_watertight() and mesh.is_orientable()
+
+
+def test_result_records_backend_device_timings(results):
+    result = results["box"]
+    assert (result.backend, result.device) == ("hull", "cpu")
+    assert set(result.timings) == TIMING_KEYS and result.timings["refine"] == 0.0
+    assert all(t >= 0 for t in result.timings.values())
+    assert set(result.silhouettes) == {"front", "side"} and result.silhouettes["front"].dtype == bool
+
+
+def test_strokes_drawn_anywhere_give_a_mesh_overlaying_them(sketches):
+    centre, scale = np.array([3.0, -2.0, 5.0]), 4.0
+    moved = {}
+    for view, strokes in sketches["L"].items():
+        axes = {"front": [0, 2], "side": [1, 2]}[view]
+        moved[view] = [np.column_stack([s[:, :2] * scale + centre[axes], s[:, 2]]) for s in strokes]
+    result = pipeline.reconstruct_strokes(moved)
+    front = np.concatenate(moved["front"])[:, :2]
+    side = np.concatenate(moved["side"])[:, :2]
+    lo, hi = result.vertices.min(axis=0), result.vertices.max(axis=0)
+    expected_lo = [front[:, 0].min(), side[:, 0].min(), front[:, 1].min()]
+    expected_hi = [front[:, 0].max(), side[:, 0].max(), front[:, 1].max()]
+    np.testing.assert_allclose(lo, expected_lo, atol=0.03 * scale)
+    np.testing.assert_allclose(hi, expected_hi, atol=0.03 * scale)
+    # and its silhouette, seen from the front in world space, is the drawn L
+    world_front = views.View("front", views.FRONT.direction, views.FRONT.right, views.FRONT.up, scale)
+    local = result.vertices - [centre[0], 0.0, centre[2]]
+    drawn = fill_silhouette(rasterize_strokes([np.column_stack([s[:, :2] - centre[[0, 2]], s[:, 2]])
+                                                        for s in moved["front"]], extent=scale))
+    assert silhouette_iou(local, result.faces, drawn, world_front) >= 0.90
+
+
+def test_png_sketches_reconstruct_in_the_canvas_frame(tmp_path, sketches):
+    inks = {}
+    for view, strokes in sketches["box"].items():
+        ink = rasterize_strokes(strokes, res=512, width_px=3.0)
+        path = tmp_path / f"{view}.png"
+        Image.fromarray((255 * (1.0 - ink)).astype(np.uint8)).save(path)
+        inks[view] = pipeline.load_png_sketch(path)
+    result = pipeline.reconstruct_images(inks, detail="low")
+    np.testing.assert_allclose(result.vertices.min(axis=0), [-0.5, -0.3, -0.7], atol=0.03)
+    np.testing.assert_allclose(result.vertices.max(axis=0), [0.5, 0.3, 0.6], atol=0.03)
+    for view in ("front", "side"):
+        assert silhouette_iou(result.vertices, result.faces, result.silhouettes[view], views.INPUT_VIEWS[view]) >= 0.90
+
+
+def test_progress_is_reported_in_order_and_can_cancel(sketches):
+    seen = []
+    pipeline.reconstruct_strokes(sketches["sphere"], detail="low", progress=lambda m, f: seen.append((m, f)))
+    fractions = [f for _, f in seen]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions) and len(seen) >= 4
+    assert all(isinstance(m, str) and m for m, _ in seen)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(message, fraction):
+        if fraction > 0.1:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        pipeline.reconstruct_strokes(sketches["sphere"], progress=cancel)
+
+
+def test_learned_backend_is_unavailable(sketches):
+    with pytest.raises(ProtocolError) as err:
+        pipeline.reconstruct_strokes(sketches["sphere"], backend="learned")
+    assert err.value.code == "unavailable" and "--backend hull" in err.value.message
+
+
+def _bad_sketches(sketches, circle):
+    sphere = sketches["sphere"]
+    nan = circle().copy()
+    nan[5, 0] = np.nan
+    return {
+        "only one view": {"front": sphere["front"]},
+        "empty layer": {"front": sphere["front"], "side": []},
+        "nan": {"front": [nan], "side": sphere["side"]},
+        "single points": {"front": [circle()[:1], circle()[3:4]], "side": sphere["side"]},
+        "too many points": {"front": [circle(n=60_000)], "side": [circle(n=60_000)]},
+        "open outline": {"front": [np.array([[-0.8, -0.8, 1.0], [0.0, 0.8, 1.0], [0.8, -0.8, 1.0]])],
+                         "side": sphere["side"]},
+        "no common volume": {"front": [circle(0.2, 0.0, 0.7)], "side": [circle(0.2, 0.0, -0.7)]},
+    }
+
+
+@pytest.mark.parametrize("case", ["only one view", "empty layer", "nan", "single points", "too many points",
+                                  "open outline", "no common volume"])
+def test_bad_sketches_raise_bad_input(sketches, circle, case):
+    with pytest.raises(ProtocolError) as err:
+        pipeline.reconstruct_strokes(_bad_sketches(sketches, circle)[case])
+    assert err.value.code == "bad_input" and "\n" not in err.value.message
+
+
+def test_bad_images_raise_bad_input():
+    blank = np.zeros((256, 256), np.float32)
+    with pytest.raises(ProtocolError) as err:
+        pipeline.reconstruct_images({"front": blank, "side": blank})
+    assert err.value.code == "bad_input"
+    with pytest.raises(ProtocolError) as err:
+        pipeline.reconstruct_images({"front": blank})
+    assert err.value.code == "bad_input"
