@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import stat
 import sys
+import threading
+import time
 
 import addon_utils
 import bpy
@@ -59,6 +61,34 @@ def test_a_dead_server_is_restarted_by_the_next_click(managed_scene, draw_sketch
     second = _managed_process()
     assert second.pid != first.pid
     assert bpy.context.view_layer.objects.active.type == "MESH"
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_mid_job_is_a_sentence_and_the_next_click_works(managed_scene, draw_sketch, scene_state):
+    draw_sketch()
+    bpy.ops.sketch2mesh.server_start()
+    process = _managed_process()
+    before = scene_state()
+
+    def kill_when_busy():
+        server = server_process.managed()
+        for _ in range(3000):
+            if client.ping("127.0.0.1", _prefs().port, server.token())["jobs"]:
+                process.kill()
+                return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.sketch2mesh.reconstruct(backend="HULL", detail="HIGH")
+    killer.join()
+    assert process.wait(10) is not None
+    message = str(error.value).strip().splitlines()
+    assert len(message) == 1 and "closed the connection" in message[0], message
+    assert scene_state() == before
+    assert bpy.ops.sketch2mesh.reconstruct(backend="HULL", detail="LOW") == {"FINISHED"}
+    assert _managed_process().pid != process.pid
 
 
 @pytest.mark.slow
