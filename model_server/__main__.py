@@ -1,11 +1,12 @@
-"""Command line of the model server: ``serve`` for the add-on, ``reconstruct`` for PNG sketches.
+"""Command line of the model server: serve the add-on, reconstruct PNG sketches, make data, train, evaluate.
 
-See CONTRACT.md for the interface; bad input exits non-zero with one line on stderr.
+See CONTRACT.md for ``serve`` and ``reconstruct``; bad input exits non-zero with one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -19,7 +20,18 @@ from .device import DEVICES, resolve_device
 MESH_SUFFIXES = (".ply", ".obj", ".glb")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose arguments and code live in their own modules, imported only when used,
+# so that `serve` starts without importing the training stack.
+PLUGGED = {
+    "dataset": ("dataset", "add_arguments", "run", "generate a training dataset (procedural shapes and/or your meshes)"),
+    "dataset-preview": ("dataset", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
+    "train": ("train", "add_arguments", "run", "train the multi-view network (torchrun for several processes)"),
+    "evaluate": ("evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The CLI; a plugged command's module is imported only when that command is given."""
     parser = argparse.ArgumentParser(prog="python -m model_server", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -42,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", choices=DEVICES, default="auto")
     rec.add_argument("--out", type=Path, required=True, help="output mesh: .ply, .obj or .glb")
     rec.add_argument("--report", type=Path, help="write a JSON report of sizes and timings")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, add, _, text) in PLUGGED.items():
+        plugged = sub.add_parser(name, help=text, description=text)
+        if name == chosen:
+            getattr(importlib.import_module(f".{module}", __package__), add)(plugged)
     return parser
+
+
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -77,9 +96,15 @@ def run_reconstruct(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    if args.command in PLUGGED:
+        module, _, run, _ = PLUGGED[args.command]
+        command = getattr(importlib.import_module(f".{module}", __package__), run)
+    else:
+        command = run_serve if args.command == "serve" else run_reconstruct
     try:
-        (run_serve if args.command == "serve" else run_reconstruct)(args)
+        command(args)
     except (ProtocolError, ValueError, OSError) as exc:
         print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2

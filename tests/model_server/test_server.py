@@ -146,13 +146,16 @@ def test_wrong_token_is_refused(server):
 ])
 def test_garbage_on_the_socket_never_crashes_the_server(server, garbage):
     with server.connect() as sock:
-        sock.sendall(garbage)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(garbage)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may already have answered and hung up: that is allowed
         sock.settimeout(10)
         try:
             reply = protocol.recv_message(sock)
             assert reply.header["kind"] == "error"
-        except ConnectionError:
+        except (ConnectionError, OSError):
             pass
     assert server.alive()
 
