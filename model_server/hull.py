@@ -203,13 +203,10 @@ def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
     hits = cast(vertices, faces, VIEWS, res)
     hit = hits["hit"]
     depth = hits["depth"].astype(np.float64)
-    points = hits["points"][hit].astype(np.float64)
-    directions = np.broadcast_to(np.stack([v.direction for v in VIEWS])[:, None, None, :], hit.shape + (3,))[hit]
-    f, g = field.value_and_gradient(points)
+    directions = np.stack([v.direction for v in VIEWS])[hits["view"]]
+    f, g = field.value_and_gradient(hits["points"].astype(np.float64))
     slope = (g * directions).sum(axis=1)
     facing = slope < -0.2
     step = np.where(facing, -f / np.where(facing, slope, 1.0), 0.0)
     depth[hit] += np.clip(step, -ray_step_limit, ray_step_limit)
-    normals = np.zeros(hit.shape + (3,))
-    normals[hit] = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    return assemble_maps(hit, depth.astype(np.float32), normals)
+    return assemble_maps(hit, depth.astype(np.float32), g)

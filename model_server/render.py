@@ -8,6 +8,7 @@ Used by the hull backend, by metrics, and later to make ground-truth maps of any
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,31 +28,39 @@ def _scene(vertices: np.ndarray, faces: np.ndarray) -> o3d.t.geometry.Raycasting
     return scene
 
 
-def _rays(views: Sequence[View], res: int) -> tuple[np.ndarray, float]:
-    """(len(views), res, res, 6) rays starting well in front of each canvas, and that offset."""
+@lru_cache(maxsize=8)
+def _rays(views: tuple[View, ...], res: int) -> tuple[o3d.core.Tensor, np.ndarray, float]:
+    """Rays starting well in front of each canvas, as an open3d tensor (len(views)·res², 6) and
+    as numpy (len(views), res, res, 6), and that offset. Cached: the views are fixed objects."""
     offset = 4.0 * max(v.extent for v in views)
     rays = np.empty((len(views), res, res, 6), np.float32)
     for i, view in enumerate(views):
         u, v = plane_grid(view, res)
-        origin = u[..., None] * view.right + v[..., None] * view.up - offset * view.direction
-        rays[i, ..., :3] = origin
+        rays[i, ..., :3] = u[..., None] * view.right + v[..., None] * view.up - offset * view.direction
         rays[i, ..., 3:] = view.direction
-    return rays, offset
+    rays.setflags(write=False)
+    return o3d.core.Tensor(rays.reshape(-1, 6)), rays, offset
 
 
 def cast(vertices: np.ndarray, faces: np.ndarray, views: Sequence[View] = VIEWS,
          res: int = RESOLUTION) -> dict[str, np.ndarray]:
-    """First hits of every pixel ray: 'hit' (bool), 'depth', 'points' (world), 'triangle' and 'uv'
-    (barycentric weights of the triangle's 2nd and 3rd vertex), each shaped (len(views), res, res, ...)."""
-    rays, offset = _rays(views, res)
-    answer = _scene(vertices, faces).cast_rays(o3d.core.Tensor(rays.reshape(-1, 6)))
+    """First hits of every pixel ray.
+
+    'hit' (bool) and 'depth' are shaped (len(views), res, res); 'points' (world), 'triangle',
+    'uv' (barycentric weights of the triangle's 2nd and 3rd vertex) and 'view' (view index)
+    hold one row per hit pixel, in the order of ``np.nonzero(hit)``."""
+    tensor, rays, offset = _rays(tuple(views), res)
+    answer = _scene(vertices, faces).cast_rays(tensor)
     t = answer["t_hit"].numpy().reshape(len(views), res, res)
     hit = np.isfinite(t)
     depth = np.where(hit, t - offset, 0.0).astype(np.float32)
-    points = rays[..., :3] + np.where(hit, t, 0.0)[..., None] * rays[..., 3:]
-    triangle = answer["primitive_ids"].numpy().reshape(len(views), res, res).astype(np.int64)
-    uv = answer["primitive_uvs"].numpy().reshape(len(views), res, res, 2)
-    return {"hit": hit, "depth": depth, "points": points, "triangle": np.where(hit, triangle, 0), "uv": uv}
+    flat_hit = hit.reshape(-1)
+    ray = rays.reshape(-1, 6)[flat_hit]
+    points = ray[:, :3] + t.reshape(-1)[flat_hit, None] * ray[:, 3:]
+    triangle = answer["primitive_ids"].numpy().reshape(-1)[flat_hit].astype(np.int64)
+    uv = answer["primitive_uvs"].numpy().reshape(-1, 2)[flat_hit]
+    return {"hit": hit, "depth": depth, "points": points, "triangle": triangle, "uv": uv,
+            "view": np.nonzero(hit)[0]}
 
 
 def render_maps(vertices: np.ndarray, faces: np.ndarray, res: int = RESOLUTION, views: Sequence[View] = VIEWS,
@@ -60,36 +69,32 @@ def render_maps(vertices: np.ndarray, faces: np.ndarray, res: int = RESOLUTION, 
 
     Normals are interpolated vertex normals unless ``normal_fn`` maps hit points (N, 3)
     to world normals."""
-    v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
-    hits = cast(v, f, views, res)
-    hit = hits["hit"]
-    world = np.zeros(hit.shape + (3,), np.float64)
-    if hit.any():
-        if normal_fn is not None:
-            world[hit] = normal_fn(hits["points"][hit])
-        else:
-            vn = vertex_normals(v, f).astype(np.float64)
-            tri = f[hits["triangle"][hit]]
-            uv = hits["uv"][hit].astype(np.float64)
-            world[hit] = ((1.0 - uv[:, :1] - uv[:, 1:]) * vn[tri[:, 0]] + uv[:, :1] * vn[tri[:, 1]]
-                          + uv[:, 1:] * vn[tri[:, 2]])
-    return assemble_maps(hit, hits["depth"], world, views)
+    hits = cast(vertices, f, views, res)
+    if normal_fn is not None:
+        world = normal_fn(hits["points"].astype(np.float64))
+    else:
+        vn = vertex_normals(vertices, f).astype(np.float32)
+        tri, uv = f[hits["triangle"]], hits["uv"]
+        world = (1.0 - uv[:, :1] - uv[:, 1:]) * vn[tri[:, 0]] + uv[:, :1] * vn[tri[:, 1]] + uv[:, 1:] * vn[tri[:, 2]]
+    return assemble_maps(hits["hit"], hits["depth"], world, views)
 
 
 def assemble_maps(hit: np.ndarray, depth: np.ndarray, world_normals: np.ndarray,
                   views: Sequence[View] = VIEWS) -> Maps:
-    """Maps from per-view hits (V, H, W), depths and world normals (V, H, W, 3).
+    """Maps from per-view hits (V, H, W), depths (V, H, W) and the world normals of the hit
+    pixels (N, 3, in the order of ``np.nonzero(hit)``).
 
     Normals are turned into each view's camera frame, made unit, and made to face the
     viewer (a first hit seen from outside always does on a well-oriented mesh; this also
     repairs flipped input). Background pixels get depth 0 and normal 0."""
-    normals = np.stack([world_normals[i] @ view.rotation.T for i, view in enumerate(views)])
-    length = np.linalg.norm(normals, axis=-1, keepdims=True)
-    normals = normals / np.where(length > 0, length, 1.0)
-    normals *= np.where(normals[..., 2:] < 0, -1.0, 1.0)
-    normals[~hit] = 0.0
-    return Maps(np.where(hit, depth, 0.0), normals, hit.astype(np.float32))
+    rotations = np.stack([view.rotation for view in views]).astype(np.float32)
+    camera = np.einsum("nij,nj->ni", rotations[np.nonzero(hit)[0]], np.asarray(world_normals, np.float32))
+    camera /= np.maximum(np.linalg.norm(camera, axis=1, keepdims=True), 1e-12)
+    camera *= np.where(camera[:, 2:] < 0, -1.0, 1.0).astype(np.float32)
+    normals = np.zeros(hit.shape + (3,), np.float32)
+    normals[hit] = camera
+    return Maps(np.where(hit, depth, 0.0).astype(np.float32), normals, hit.astype(np.float32))
 
 
 def render_silhouette(vertices: np.ndarray, faces: np.ndarray, view: View, res: int = RESOLUTION) -> np.ndarray:
