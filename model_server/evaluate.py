@@ -1,0 +1,249 @@
+"""Evaluation harness: reconstruct shapes from their sketches and measure them against the truth.
+
+``python -m model_server evaluate --data DIR | --meshes FOLDER --backend hull|learned --report R.json``
+
+Every shape is reconstructed from its front and side sketches through the same pipeline
+as the server (``pipeline.reconstruct_images``), in the canonical frame, and compared with
+its ground-truth mesh: Chamfer distance, volumetric IoU, normal consistency, F-score at 1%
+and 2% of the frame size, silhouette IoU against the input sketch, and time (see
+:mod:`model_server.metrics`). A dataset (``--data``) supplies sketches and meshes; a folder
+of meshes (``--meshes``) is normalised into the canonical frame and sketched here in the
+chosen style. A shape that fails is recorded with its error and the run goes on; only
+problems with the whole run (an unavailable backend, a bad option) stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sketch2mesh_addon import protocol
+from sketch2mesh_addon.protocol import ProtocolError
+
+from . import meshes, metrics, pipeline
+from .device import DEVICES, resolve_device
+from .views import INPUT_VIEWS
+
+SKETCH_VIEWS = ("front", "side")          # the views every shape is reconstructed from
+SPLITS = ("train", "val", "test", "all")
+RUN_ERRORS = ("unavailable", "bad_request")  # ProtocolError codes that no other shape would escape
+
+# Columns of the report and the table: key, heading, format.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("chamfer", "Chamfer", "{:.4f}"),
+    ("volume_iou", "vIoU", "{:.3f}"),
+    ("normal_consistency", "NC", "{:.3f}"),
+    ("f_score_1", "F@1%", "{:.3f}"),
+    ("f_score_2", "F@2%", "{:.3f}"),
+    ("silhouette_iou_front", "sIoU-f", "{:.3f}"),
+    ("silhouette_iou_side", "sIoU-s", "{:.3f}"),
+    ("time_s", "time s", "{:.2f}"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``evaluate`` command's options."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="dataset folder (from `python -m model_server dataset`)")
+    source.add_argument("--meshes", type=Path,
+                        help="folder of meshes (OBJ, PLY, OFF, STL, GLB, glTF) to sketch and rebuild")
+    parser.add_argument("--backend", choices=protocol.BACKENDS, required=True)
+    parser.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="dataset split to evaluate (default %(default)s)")
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N shapes")
+    parser.add_argument("--style", default="clean", help="sketch style to reconstruct from (default %(default)s)")
+    parser.add_argument("--detail", choices=protocol.DETAILS, default="medium")
+    parser.add_argument("--up", choices=meshes.UP_AXES, default="z",
+                        help="up axis of the --meshes files (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the surface sampling (default %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--report", type=Path, required=True, help="JSON report to write")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evaluate every selected shape, write the JSON report and print the table."""
+    if args.refine:
+        raise ValueError("Fit to strokes (--refine) is not available in this version yet; use --refine 0.")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError("--limit must be at least 1.")
+    from tqdm import tqdm
+
+    device = resolve_device(args.device)
+    if args.data:
+        cases = dataset_cases(args.data, args.split, args.style)
+    else:
+        cases = mesh_cases(args.meshes, args.up, args.style)
+    cases = cases[:args.limit]
+    if not cases:
+        raise ValueError(f"no shapes to evaluate in {args.data or args.meshes}")
+    rows = []
+    with tqdm(total=len(cases), unit="shape", desc="evaluate", leave=False) as bar:
+        for index, (shape_id, load) in enumerate(cases):
+            rng = np.random.default_rng([args.seed, index])
+            rows.append(evaluate_case(shape_id, load, args.backend, args.detail, device, rng))
+            bar.update()
+    report = {"config": _config(args, device), "count": len(rows),
+              "failed": sum(not row["ok"] for row in rows), "means": means(rows), "shapes": rows}
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=2))
+    print(format_table(report))
+    print(f"Wrote {args.report}")
+
+
+# --- Cases: (id, loader) pairs; loading happens inside the per-shape error handling ---------
+
+@dataclass
+class Case:
+    """One shape to evaluate: its input sketches and its ground truth, in the canonical frame."""
+
+    inks: dict[str, np.ndarray]    # view -> float32 ink (res, res) in [0, 1]
+    vertices: np.ndarray           # ground truth (V, 3)
+    faces: np.ndarray              # ground truth (F, 3)
+    source: str = ""
+    family: str = ""
+
+
+Loader = Callable[[np.random.Generator], Case]   # the generator draws any random sketch noise
+
+
+def dataset_cases(folder: Path, split: str, style: str) -> list[tuple[str, Loader]]:
+    """The dataset's shapes of ``split`` with the sketches of ``style``; nothing is read
+    until a loader is called."""
+    from . import dataset
+
+    meta = dataset.read_meta(folder)
+    if style not in meta["styles"]:
+        raise ValueError(f"--style must be one of this dataset's styles ({', '.join(meta['styles'])}), not {style!r}")
+    style_index = meta["styles"].index(style)
+    view_index = {view: meta["sketch_views"].index(view) for view in SKETCH_VIEWS}
+
+    def loader(entry: dict) -> Loader:
+        def load(rng: np.random.Generator) -> Case:
+            shape = dataset.load_shape(folder, entry)
+            sketch = shape["sketch"][style_index]
+            return Case({view: sketch[i] for view, i in view_index.items()}, shape["vertices"], shape["faces"],
+                        entry.get("source", ""), entry.get("family", ""))
+        return load
+
+    entries = dataset.read_index(folder, None if split == "all" else split)
+    return [(str(entry["id"]), loader(entry)) for entry in entries]
+
+
+def mesh_cases(folder: Path, up: str, style: str) -> list[tuple[str, Loader]]:
+    """Every mesh file under ``folder``, normalised to the canonical frame, with sketches of ``style``.
+
+    A shape's id is its path inside the folder, without the suffix."""
+    from . import sketches
+
+    if style not in sketches.STYLES:
+        raise ValueError(f"--style must be one of {', '.join(sketches.STYLES)}, not {style!r}")
+    def loader(path: Path) -> Loader:
+        def load(rng: np.random.Generator) -> Case:
+            vertices, faces = meshes.load_mesh(path, up)
+            sketch = sketches.sketch_mesh(vertices, faces, rng, styles=(style,))[0]
+            inks = {view: sketch[list(INPUT_VIEWS).index(view)] for view in SKETCH_VIEWS}
+            return Case(inks, vertices, faces, str(path), "mesh")
+        return load
+
+    return [(path.relative_to(folder).with_suffix("").as_posix(), loader(path)) for path in meshes.find_meshes(folder)]
+
+
+# --- One shape ------------------------------------------------------------------------------
+
+def evaluate_case(shape_id: str, load: Loader, backend: str, detail: str, device: str,
+                  rng: np.random.Generator) -> dict:
+    """Load, reconstruct and score one shape: a report row. Any failure becomes a row with
+    ``ok: false`` and the error, except errors that every shape would hit, which propagate."""
+    row: dict = {"id": shape_id, "ok": False}
+    try:
+        case = load(rng)
+        row.update(source=case.source, family=case.family)
+        started = time.perf_counter()
+        result = pipeline.reconstruct_images(case.inks, backend=backend, detail=detail, device=device)
+        elapsed = time.perf_counter() - started
+        row.update(score(result.vertices, result.faces, case, rng), time_s=elapsed,
+                   vertices=int(len(result.vertices)), faces=int(len(result.faces)),
+                   timings_s=result.timings, ok=True)
+    except ProtocolError as exc:
+        if exc.code in RUN_ERRORS:
+            raise
+        row.update(ok=False, error=exc.message)
+    except Exception as exc:  # noqa: BLE001 - one broken shape must not end the evaluation
+        row.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    return row
+
+
+def score(vertices: np.ndarray, faces: np.ndarray, case: Case, rng: np.random.Generator) -> dict:
+    """All metrics of a reconstruction against its case's ground truth and input sketches."""
+    truth = (case.vertices, case.faces)
+    pred_pts, pred_normals = metrics.sample_surface(vertices, faces, metrics.SURFACE_SAMPLES, rng)
+    true_pts, true_normals = metrics.sample_surface(*truth, metrics.SURFACE_SAMPLES, rng)
+    row = {
+        "chamfer": metrics.chamfer(pred_pts, true_pts),
+        "volume_iou": metrics.volumetric_iou((vertices, faces), truth, metrics.VOLUME_RESOLUTION),
+        "normal_consistency": metrics.normal_consistency(pred_pts, pred_normals, true_pts, true_normals),
+        "f_score_1": metrics.f_score(pred_pts, true_pts, metrics.F_SCORE_THRESHOLDS["1%"]),
+        "f_score_2": metrics.f_score(pred_pts, true_pts, metrics.F_SCORE_THRESHOLDS["2%"]),
+    }
+    for view in SKETCH_VIEWS:
+        row[f"silhouette_iou_{view}"] = metrics.sketch_silhouette_iou(vertices, faces, case.inks[view],
+                                                                      INPUT_VIEWS[view])
+    row["truth_closed"] = metrics.closed_and_oriented(case.faces)
+    return row
+
+
+# --- Report ---------------------------------------------------------------------------------
+
+def means(rows: list[dict]) -> dict[str, float | None]:
+    """Mean of every metric over the shapes that succeeded (None when none did)."""
+    ok = [row for row in rows if row["ok"]]
+    return {key: (float(np.mean([row[key] for row in ok])) if ok else None) for key, _, _ in COLUMNS}
+
+
+def format_table(report: dict) -> str:
+    """The report as a fixed-width text table: one line per shape, then the means. Shapes
+    whose ground truth is not closed are starred: their volumetric IoU is approximate."""
+    open_truth = [row["id"] for row in report["shapes"] if row["ok"] and not row["truth_closed"]]
+    id_width = 1 + max(len("shape"), *(len(row["id"]) for row in report["shapes"]))
+    widths = [max(len(heading), 7) for _, heading, _ in COLUMNS]
+
+    def line(name: str, values: dict) -> str:
+        cells = [("-" if values.get(key) is None else fmt.format(values[key])).rjust(width)
+                 for (key, _, fmt), width in zip(COLUMNS, widths)]
+        return "  ".join([name.ljust(id_width)] + cells)
+
+    header = "  ".join(["shape".ljust(id_width)] + [h.rjust(w) for (_, h, _), w in zip(COLUMNS, widths)])
+    lines = [header, "-" * len(header)]
+    for row in report["shapes"]:
+        name = row["id"] + ("*" if row["id"] in open_truth else "")
+        lines.append(line(name, row) if row["ok"] else f"{name.ljust(id_width)}  FAILED: {row['error']}")
+    lines += ["-" * len(header), line("mean", report["means"])]
+    config = report["config"]
+    lines.append(f"{report['count'] - report['failed']} of {report['count']} shapes reconstructed "
+                 f"({config['backend']} backend, {config['detail']} detail); means over those that succeeded.")
+    if open_truth:
+        lines.append("* ground truth not closed: volumetric IoU approximate (occupancy needs a watertight mesh).")
+    return "\n".join(lines)
+
+
+def _config(args: argparse.Namespace, device: str) -> dict:
+    return {
+        "data": str(args.data) if args.data else None,
+        "meshes": str(args.meshes) if args.meshes else None,
+        "split": args.split if args.data else None,
+        "style": args.style,
+        "up": args.up if args.meshes else None,
+        "backend": args.backend, "detail": args.detail, "refine": args.refine, "device": device,
+        "limit": args.limit, "seed": args.seed, "sketch_views": list(SKETCH_VIEWS),
+        "surface_samples": metrics.SURFACE_SAMPLES,
+        "f_score_thresholds": metrics.F_SCORE_THRESHOLDS,
+        "volume_resolution": metrics.VOLUME_RESOLUTION,
+        "volume_grid": "union of the two meshes' bounding boxes",
+        "frame": "canonical: centred, largest extent 1.7, canvases span [-1, 1] (frame size 2)",
+    }
