@@ -27,6 +27,8 @@ PLUGGED = {
     "dataset-preview": ("dataset", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
     "train": ("train", "add_arguments", "run", "train the multi-view network (torchrun for several processes)"),
     "evaluate": ("evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
+    "export-weights": ("checkpoint", "add_export_arguments", "run_export",
+                       "write the compact fp16 inference weights of a training checkpoint"),
 }
 
 

@@ -1,0 +1,217 @@
+"""The multi-view network of Lun et al. (3DV 2017), its discriminator and its losses.
+
+``MultiViewNet`` maps the stacked sketch views (front, side and an optional top) to
+depth, normal and mask maps for each of the 14 output views of :mod:`model_server.views`.
+It is a U-Net: one shared encoder, and one decoder per output view with skip connections
+from the encoder. The 14 decoders run side by side as grouped convolutions, so each view
+keeps its own weights (as in the paper) at the cost of one network pass.
+
+``PatchDiscriminator`` is the conditional PatchGAN for the optional adversarial term:
+it judges (sketch, 14-view maps) pairs patch by patch.
+
+Tensor layouts: sketch input (B, C_in, R, R); maps depth (B, V, R, R), normal
+(B, V, 3, R, R) unit in each view's camera frame, mask (B, V, R, R).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .views import NUM_VIEWS
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "in_views": 3,        # 2: front, side; 3: front, side, optional top (+ a presence flag)
+    "resolution": 256,    # the sketch and map resolution the network was trained at
+    "width": 32,          # encoder channels at full resolution (doubling per level, capped at 8x)
+    "depth": 6,           # encoder levels below full resolution (256 -> 4x4 bottleneck)
+    "view_width": 8,      # channels of each view's decoder at full resolution (doubling, capped at 8x)
+    "num_views": NUM_VIEWS,
+}
+MAP_CHANNELS = 5          # per view: depth, normal xyz, mask logit
+MAX_MULTIPLIER = 8
+MASK_PRIOR = 0.1          # initial foreground probability (objects cover about a tenth of a view)
+
+
+def complete_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` over the defaults, checked: the resolution must halve ``depth`` times to >= 2 pixels."""
+    full = {**DEFAULT_CONFIG, **config}
+    unknown = set(full) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown network settings: {', '.join(sorted(unknown))}")
+    if full["in_views"] not in (2, 3):
+        raise ValueError("in_views must be 2 (front, side) or 3 (front, side, optional top)")
+    res, depth = int(full["resolution"]), int(full["depth"])
+    if depth < 1 or res % 2**depth or res // 2**depth < 2:
+        raise ValueError(f"resolution {res} cannot be halved {depth} times down to at least 2x2 pixels")
+    return full
+
+
+def config_for(resolution: int, **overrides: Any) -> dict[str, Any]:
+    """A default config for ``resolution``, with fewer levels when the image is small."""
+    depth = min(DEFAULT_CONFIG["depth"], max(1, int(math.log2(resolution)) - 2))
+    return complete_config({"resolution": resolution, "depth": depth, **overrides})
+
+
+def input_channels(in_views: int) -> int:
+    """Front and side ink, plus (for 3 views) the top ink and a top-present flag plane."""
+    return 2 if in_views == 2 else 4
+
+
+def network_input(sketch: torch.Tensor, top_present: torch.Tensor | None, in_views: int) -> torch.Tensor:
+    """Stack ink images into the network input.
+
+    sketch: (B, 3, R, R) or (B, 2, R, R) ink in [0, 1] (1 = darkest), views (front, side[, top]).
+    top_present: (B,) bool; an absent top becomes a zero image with its flag plane at 0."""
+    front_side = sketch[:, :2]
+    if in_views == 2:
+        return front_side
+    b, _, h, w = sketch.shape
+    present = torch.zeros(b, device=sketch.device) if top_present is None else top_present.to(sketch.dtype)
+    top = sketch[:, 2:3] if sketch.shape[1] > 2 else torch.zeros_like(sketch[:, :1])
+    flag = present.view(b, 1, 1, 1)
+    return torch.cat([front_side, top * flag, flag.expand(b, 1, h, w)], dim=1)
+
+
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
+class DownBlock(nn.Module):
+    """Halve the resolution (4x4 stride-2 conv), then one 3x3 conv with a residual connection."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), _norm(cout, 8), nn.LeakyReLU(0.2, inplace=True))
+        self.conv = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1), _norm(cout, 8), nn.LeakyReLU(0.2, inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return x + self.conv(x)
+
+
+class ViewUpBlock(nn.Module):
+    """Double the resolution of all views' decoders at once and add their skip connection.
+
+    Channels are grouped by view (``views`` groups), so every view has its own weights; each
+    view reads the shared encoder feature through its own 1x1 projection."""
+
+    def __init__(self, views: int, cin: int, cout: int, skip: int, second_conv: bool) -> None:
+        super().__init__()
+        self.up = nn.Conv2d(views * cin, views * cout, 3, 1, 1, groups=views)
+        self.skip = nn.Conv2d(skip, views * cout, 1)
+        self.norm = nn.Sequential(_norm(views * cout, views), nn.ReLU(inplace=True))
+        self.conv = (nn.Sequential(nn.Conv2d(views * cout, views * cout, 3, 1, 1, groups=views),
+                                   _norm(views * cout, views), nn.ReLU(inplace=True)) if second_conv else None)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = self.norm(self.up(x) + self.skip(skip))
+        return x if self.conv is None else x + self.conv(x)
+
+
+class MultiViewNet(nn.Module):
+    """Sketch views -> per-view depth, unit normal and mask logit for ``num_views`` views."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = complete_config(config or {})
+        c = self.config
+        views, levels = c["num_views"], c["depth"]
+        enc = [c["width"] * min(2**i, MAX_MULTIPLIER) for i in range(levels + 1)]
+        dec = [c["view_width"] * min(2**i, MAX_MULTIPLIER) for i in range(levels + 1)]
+        self.stem = nn.Sequential(nn.Conv2d(input_channels(c["in_views"]), enc[0], 3, 1, 1), _norm(enc[0], 8),
+                                  nn.LeakyReLU(0.2, inplace=True))
+        self.down = nn.ModuleList(DownBlock(enc[i], enc[i + 1]) for i in range(levels))
+        self.bottleneck = nn.Sequential(nn.Conv2d(enc[-1], views * dec[-1], 1), _norm(views * dec[-1], views),
+                                        nn.ReLU(inplace=True))
+        # Full-resolution levels get one conv per view, the coarser ones two: most of the
+        # compute sits at the top, most of the capacity at the bottom.
+        self.up = nn.ModuleList(ViewUpBlock(views, dec[i + 1], dec[i], enc[i], second_conv=i >= 2)
+                                for i in reversed(range(levels)))
+        self.head = nn.Conv2d(views * dec[0], views * MAP_CHANNELS, 1, groups=views)
+        # Start the masks at the background prior rather than at p = 0.5: Adam moves a bias by
+        # about lr per step, so learning the prior from 0 would take thousands of steps.
+        with torch.no_grad():
+            self.head.bias.view(views, MAP_CHANNELS)[:, 4] = math.log(MASK_PRIOR / (1.0 - MASK_PRIOR))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: (B, C_in, R, R) from :func:`network_input`. Returns float32 'depth' (B, V, R, R),
+        'normal' (B, V, 3, R, R) unit length, and 'mask_logit' (B, V, R, R)."""
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        y = self.bottleneck(skips.pop())
+        for block in self.up:
+            y = block(y, skips.pop())
+        b, _, h, w = y.shape
+        out = self.head(y).float().view(b, self.config["num_views"], MAP_CHANNELS, h, w)
+        return {"depth": out[:, :, 0], "normal": F.normalize(out[:, :, 1:4], dim=2, eps=1e-6),
+                "mask_logit": out[:, :, 4]}
+
+
+class PatchDiscriminator(nn.Module):
+    """Conditional PatchGAN: (sketch input, 14-view maps) -> a grid of real/fake logits."""
+
+    def __init__(self, config: dict[str, Any], layers: int = 3) -> None:
+        super().__init__()
+        c = complete_config(config)
+        width = c["width"]
+        cin = input_channels(c["in_views"]) + c["num_views"] * MAP_CHANNELS
+        chans = [width * min(2**i, MAX_MULTIPLIER) for i in range(layers)]
+        body: list[nn.Module] = [nn.Conv2d(cin, chans[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for a, b in zip(chans[:-1], chans[1:]):
+            body += [nn.Conv2d(a, b, 4, 2, 1), _norm(b, 8), nn.LeakyReLU(0.2, inplace=True)]
+        body.append(nn.Conv2d(chans[-1], 1, 3, 1, 1))
+        self.body = nn.Sequential(*body)
+
+    def forward(self, sketch_input: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([sketch_input, maps], dim=1)).float()
+
+
+def stack_maps(depth: torch.Tensor, normal: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, V*5, R, R) channels for the discriminator; depth and normal are zeroed on background,
+    like the ground truth, so the mask is the only way to tell where the object is."""
+    b, v, h, w = depth.shape
+    m = mask.unsqueeze(2)
+    return torch.cat([depth.unsqueeze(2) * m, normal * m, m], dim=2).view(b, v * MAP_CHANNELS, h, w)
+
+
+def predicted_maps(pred: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The discriminator's view of a prediction (mask as a probability)."""
+    return stack_maps(pred["depth"], pred["normal"], torch.sigmoid(pred["mask_logit"]))
+
+
+def target_maps(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The discriminator's view of the ground truth."""
+    return stack_maps(batch["depth"], batch["normal"], batch["mask"])
+
+
+def map_losses(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The paper's reconstruction terms: L1 depth and L2 normals on the ground-truth foreground,
+    and binary cross-entropy on the mask everywhere. Each term is a mean (per foreground pixel
+    for depth and normals)."""
+    fg = target["mask"].float()
+    count = fg.sum().clamp_min(1.0)
+    depth = ((pred["depth"] - target["depth"]).abs() * fg).sum() / count
+    normal = ((pred["normal"] - target["normal"]).pow(2).sum(dim=2) * fg).sum() / count
+    mask = F.binary_cross_entropy_with_logits(pred["mask_logit"], fg)
+    return {"depth": depth, "normal": normal, "mask": mask}
+
+
+def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Cross-entropy of patch logits against all-real or all-fake labels."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+
+
+def build_model(config: dict[str, Any] | None = None) -> MultiViewNet:
+    """A freshly initialised :class:`MultiViewNet` for ``config`` (defaults filled in)."""
+    return MultiViewNet(config)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
