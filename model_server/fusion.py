@@ -5,11 +5,16 @@
 2. Prune points another view contradicts (Lun et al. 2017): a point that projects
    outside another view's mask, or lies clearly in front of the surface that view sees,
    cannot be on the object.
-3. Voxel-downsample to an even density (averaging positions and normals).
-4. Screened Poisson reconstruction (open3d), octree depth set by the detail level.
+3. Voxel-downsample to an even density, averaging positions and normals per voxel and
+   facing direction. Thin parts (a lamp stem, chair legs: narrower than a voxel in some
+   view's mask) are sampled on a finer grid.
+4. Screened Poisson reconstruction (open3d), octree depth set by the detail level. Its
+   octree only refines where samples are dense, so the finer samples of thin parts buy
+   resolution there alone.
 5. Trim by density: drop the weakly supported, extrapolated pieces. Poisson gives a
    closed surface; trimming single vertices would open holes in it, so the trim removes
-   whole low-density components only, and the largest component is kept.
+   whole components only: weakly supported ones, specks and open pieces. Every other
+   component is kept, so a part that Poisson separated from the rest is not lost.
 6. Decimate to the detail's face budget (quadric error) and clean: no degenerate or
    duplicate faces or vertices, closed 2-manifold, consistently oriented, positive
    signed volume (outward normals). Marching cubes inside Poisson leaves sliver
@@ -31,7 +36,8 @@ from scipy import ndimage
 from sketch2mesh_addon.protocol import ProtocolError
 
 from .maps import Maps
-from .metrics import signed_volume
+from .metrics import closed_and_oriented, signed_volume
+from .silhouette import disk
 from .views import VIEWS, View, project, normals_to_world, unproject
 
 
@@ -53,8 +59,13 @@ MIN_FACING = 0.1            # skip pixels whose normal is this close to grazing
 MASK_TOLERANCE_PX = 1       # a point may fall this many pixels outside another mask
 DEPTH_TOLERANCE_PX = 2.0    # ... and this far in front of another view's surface
 MIN_POINTS = 200
+_CELL_OFFSET = 1 << 12      # voxel indices are shifted positive and packed into one int64 key
+_CELL_RANGE = 1 << 13
 UNTANGLE_ROUNDS = 6
 LOW_DENSITY_COMPONENT = 0.5  # components whose median density is below this fraction of the mesh median go
+MIN_COMPONENT_FRACTION = 0.02  # ... and so do those with fewer faces than this fraction of the largest
+THIN_WIDTH_VOXELS = 1.0     # a mask part narrower than this many voxels is thin
+THIN_REFINEMENT = 2         # thin parts are sampled this many times finer than the voxel size
 
 
 def oriented_points(maps: Maps, views: tuple[View, ...] = VIEWS,
@@ -95,12 +106,54 @@ def consistent(points: np.ndarray, source: np.ndarray, maps: Maps, views: tuple[
     return keep
 
 
-def downsample(points: np.ndarray, normals: np.ndarray, voxel_size: float) -> o3d.geometry.PointCloud:
-    """One averaged, re-normalised point per occupied voxel."""
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-    cloud.normals = o3d.utility.Vector3dVector(normals)
-    cloud = cloud.voxel_down_sample(voxel_size)
-    cloud.normalize_normals()
+def thin_parts(points: np.ndarray, maps: Maps, width: float, views: tuple[View, ...] = VIEWS) -> np.ndarray:
+    """Bool (N,): points that some view sees in a part of its mask narrower than ``width``
+    (world units), such as a lamp stem or a chair leg.
+
+    A mask pixel is in a narrow part when no disk of that width inside the mask covers
+    it (it is not in the mask's morphological opening by the disk)."""
+    res = maps.resolution
+    fg = maps.foreground()
+    thin = np.zeros(len(points), bool)
+    for j, view in enumerate(views):
+        radius = int(np.ceil(0.5 * width / view.pixel_size(res)))
+        narrow = fg[j] & ~ndimage.binary_opening(fg[j], structure=disk(radius))
+        if not narrow.any():
+            continue
+        narrow = ndimage.binary_dilation(narrow)   # surface points project onto the part's rim
+        rows, cols, _ = project(view, points, res)
+        r = np.clip(np.rint(rows).astype(np.int64), 0, res - 1)
+        c = np.clip(np.rint(cols).astype(np.int64), 0, res - 1)
+        thin |= narrow[r, c]
+    return thin
+
+
+def downsample(points: np.ndarray, normals: np.ndarray, voxel_size: float,
+               thin: np.ndarray | None = None, offset: float = 0.0) -> o3d.geometry.PointCloud:
+    """One averaged, re-normalised point per occupied voxel (and, for thin parts, facing direction).
+
+    ``thin`` points use voxels THIN_REFINEMENT times smaller and are also grouped by the
+    axis direction (+-x, +-y, +-z) nearest their normal: the two sides of a part thinner
+    than a voxel face opposite ways, and averaging them together would cancel their
+    normals and leave Poisson nothing to close around. Elsewhere one point per voxel is
+    enough, and fewer points keep Poisson fast. The voxel grid is shifted by
+    ``offset``: hull faces lie on pixel edges, and a face on a voxel boundary would be
+    split into two offset layers of points, which makes Poisson surfaces bulge."""
+    points = np.asarray(points, np.float64)
+    normals = np.asarray(normals, np.float64)
+    thin = np.zeros(len(points), bool) if thin is None else np.asarray(thin, bool)
+    size = np.where(thin, voxel_size / THIN_REFINEMENT, voxel_size)
+    cell = np.floor((points - offset) / size[:, None]).astype(np.int64) + _CELL_OFFSET
+    axis = np.abs(normals).argmax(axis=1)
+    facing = np.where(thin, 2 * axis + (normals[np.arange(len(normals)), axis] > 0), 0)
+    key = ((cell[:, 0] * _CELL_RANGE + cell[:, 1]) * _CELL_RANGE + cell[:, 2]) * 12 + 2 * facing + thin
+    _, group, count = np.unique(key, return_inverse=True, return_counts=True)
+    group = group.ravel()
+    mean_points = np.stack([np.bincount(group, points[:, k]) for k in range(3)], axis=1) / count[:, None]
+    sum_normals = np.stack([np.bincount(group, normals[:, k]) for k in range(3)], axis=1)
+    length = np.linalg.norm(sum_normals, axis=1, keepdims=True)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(mean_points))
+    cloud.normals = o3d.utility.Vector3dVector(sum_normals / np.maximum(length, 1e-12))
     return cloud
 
 
@@ -112,18 +165,26 @@ def poisson(cloud: o3d.geometry.PointCloud, depth: int) -> tuple[o3d.geometry.Tr
 
 
 def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """Largest well-supported component, decimated, cleaned, closed and oriented outward.
+    """The well-supported components, decimated, cleaned, closed and oriented outward.
 
-    Should decimation ever break the manifold, the undecimated component is used
-    instead; slivers are then smoothed and untangled (see :func:`untangle`)."""
+    The main component is the largest well-supported one. Others stay too unless their
+    median density is low (Poisson extrapolated them), they are specks (see
+    MIN_COMPONENT_FRACTION) or open (cut by the Poisson octree's bounding box). Keeping
+    them matters where Poisson pinched a thin part off: the base under a lamp's stem is
+    a component of its own and must not be dropped. The components of one Poisson
+    surface do not cross, so the union of closed ones is still watertight.
+    Should decimation ever break the manifold, the undecimated mesh is used instead;
+    slivers are then smoothed and untangled (see :func:`untangle`)."""
     faces = np.asarray(mesh.triangles)
     labels, sizes = _components(mesh)
     if len(sizes) > 1:
         median = np.median(density)
         support = np.array([np.median(density[np.unique(faces[labels == k])]) for k in range(len(sizes))])
-        candidates = np.flatnonzero(support >= LOW_DENSITY_COMPONENT * median)
-        best = candidates[np.argmax(sizes[candidates])] if len(candidates) else int(np.argmax(sizes))
-        mesh.remove_triangles_by_mask(labels != best)
+        supported = support >= LOW_DENSITY_COMPONENT * median
+        main = int(np.argmax(np.where(supported, sizes, -1) if supported.any() else sizes))
+        keep = supported & (sizes >= MIN_COMPONENT_FRACTION * sizes[main])
+        keep = np.array([k == main or (keep[k] and closed_and_oriented(faces[labels == k])) for k in range(len(sizes))])
+        mesh.remove_triangles_by_mask(~keep[labels])
         mesh.remove_unreferenced_vertices()
     for candidate in (_decimated(mesh, max_faces), mesh):
         _tidy(candidate)
@@ -228,11 +289,14 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     settings = DETAILS[detail]
     timings = {} if timings is None else timings
     start = time.perf_counter()
-    points, normals, source = oriented_points(maps, spacing=settings.voxel_size)
+    points, normals, source = oriented_points(maps, spacing=settings.voxel_size / THIN_REFINEMENT)
     keep = consistent(points, source, maps)
     if keep.sum() < MIN_POINTS:
         raise ProtocolError("bad_input", "The views do not agree on any shape; check that front and side show the same object.")
-    cloud = downsample(points[keep], normals[keep], settings.voxel_size)
+    points, normals = points[keep], normals[keep]
+    thin = thin_parts(points, maps, THIN_WIDTH_VOXELS * settings.voxel_size)
+    half_pixel = 0.5 * VIEWS[0].pixel_size(maps.resolution)
+    cloud = downsample(points, normals, settings.voxel_size, thin, offset=half_pixel)
     after_points = time.perf_counter()
     mesh, density = poisson(cloud, settings.poisson_depth)
     after_poisson = time.perf_counter()

@@ -30,6 +30,7 @@ GRID_MARGIN = 3         # extra grid samples beyond the canvas on each side
 SDF_PAD_PX = 12         # the 2D fields extend this far beyond the canvas
 SDF_SMOOTHING_PX = 0.75  # removes pixel staircase from the gradients
 NEWTON_STEPS = 3
+COARSE_DILATION = 0.5    # grid spacings the coarse surface is grown by, so thin parts are not missed
 
 
 @dataclasses.dataclass
@@ -175,14 +176,20 @@ def surface_nets(field: np.ndarray, lo: float, spacing: float) -> tuple[np.ndarr
 
 
 def hull_mesh(field: HullField, grid_resolution: int = GRID_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
-    """A closed triangle surface of the hull, its vertices projected onto f = 0."""
+    """A closed triangle surface of the hull, its vertices projected onto f = 0.
+
+    The surface is extracted from the level set f = COARSE_DILATION * spacing, not f = 0:
+    a part thinner than the grid spacing (a lamp stem, a chair leg) may have no grid
+    sample inside it and would vanish from every map, cutting what hangs below it off.
+    Grown by half a spacing, every part has a sample inside; the Newton steps then pull
+    the vertices back onto f = 0."""
     spacing = 2.0 / (grid_resolution - 1)
     lo = -1.0 - GRID_MARGIN * spacing
     n = grid_resolution + 2 * GRID_MARGIN
     values = field.grid(n, lo, lo + spacing * (n - 1))
     if not (values < 0).any():
         raise ProtocolError("bad_input", "The views' outlines share no volume; draw front and side at the same height.")
-    vertices, faces = surface_nets(values, lo, spacing)
+    vertices, faces = surface_nets(values - COARSE_DILATION * spacing, lo, spacing)
     for _ in range(NEWTON_STEPS):
         f, g = field.value_and_gradient(vertices)
         step = f[:, None] * g / np.maximum((g * g).sum(axis=1, keepdims=True), 1e-12)

@@ -2,9 +2,10 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import fusion, hull, views
+from model_server import fusion, hull, pipeline, views
 from model_server.maps import Maps
-from model_server.metrics import closed_and_oriented, signed_volume
+from model_server.metrics import closed_and_oriented, signed_volume, silhouette_iou
+from model_server.normalize import fit_normalization
 from model_server.rasterize import rasterize_strokes
 from model_server.silhouette import fill_silhouette
 from sketch2mesh_addon.protocol import ProtocolError
@@ -79,3 +80,78 @@ def test_maps_with_nothing_usable_are_bad_input():
     with pytest.raises(ProtocolError) as err:
         fusion.fuse(empty)
     assert err.value.code == "bad_input"
+
+
+def test_downsampling_keeps_the_two_sides_of_a_thin_wall_apart():
+    # a wall 0.01 thick, far thinner than a voxel: its two faces must stay two layers of points
+    rng = np.random.default_rng(0)
+    yz = rng.uniform(-0.3, 0.3, (2000, 2))
+    front = np.column_stack([np.full(2000, -0.005), yz])
+    back = np.column_stack([np.full(2000, 0.005), yz])
+    normals = np.repeat([[-1.0, 0, 0], [1.0, 0, 0]], 2000, axis=0)
+    cloud = fusion.downsample(np.concatenate([front, back]), normals, 2.0 / 64)
+    n = np.asarray(cloud.normals)
+    np.testing.assert_allclose(np.abs(n[:, 0]), 1.0)
+    assert (n[:, 0] < 0).sum() == (n[:, 0] > 0).sum() > 50
+
+
+def test_thin_parts_are_sampled_finer(box_maps):
+    points, _, _ = fusion.oriented_points(box_maps)
+    assert fusion.thin_parts(points, box_maps, 2.0 / 64).mean() < 0.1   # the corners only
+    stem = np.zeros((256, 256), bool)
+    stem[20:236, 126:129] = True   # a column 3 pixels (0.023) wide
+    stem_maps = hull.hull_maps({"front": stem, "side": stem})
+    points, normals, _ = fusion.oriented_points(stem_maps)
+    thin = fusion.thin_parts(points, stem_maps, 2.0 / 64)
+    assert thin.mean() > 0.9
+    coarse = fusion.downsample(points, normals, 2.0 / 64)
+    fine = fusion.downsample(points, normals, 2.0 / 64, thin)
+    assert len(fine.points) > 1.5 * len(coarse.points)
+
+
+def test_trim_keeps_every_well_supported_component():
+    # a big and a small sphere, as Poisson leaves a base its thin stem no longer reaches
+    big = o3d.geometry.TriangleMesh.create_sphere(0.5, 40)
+    small = o3d.geometry.TriangleMesh.create_sphere(0.2, 20).translate((0, 0, -0.9))
+    speck = o3d.geometry.TriangleMesh.create_sphere(0.01, 3).translate((0.9, 0, 0))
+    cut = o3d.geometry.TriangleMesh.create_sphere(0.2, 20).translate((0, 0, 0.9))   # open, as at the octree's edge
+    cut.triangles = o3d.utility.Vector3iVector(np.asarray(cut.triangles)[10:])
+    mesh = big + small + speck + cut
+    density = np.ones(len(mesh.vertices))
+    vertices, faces = fusion.trim_and_clean(mesh, density, 100_000)
+    assert closed_and_oriented(faces) and signed_volume(vertices, faces) > 0
+    assert vertices[:, 2].min() < -1.05    # the small sphere stays
+    assert vertices[:, 0].max() < 0.6 and vertices[:, 2].max() < 0.6   # the speck and the open piece go
+
+
+def _lamp(polygon, stem: float) -> dict[str, list[np.ndarray]]:
+    """A lathe lamp's outline, the same in front and side: a flat base, a stem ``stem`` wide and a shade."""
+    h = 0.5 * stem
+    outline = polygon([(-0.4, -0.8), (0.4, -0.8), (0.4, -0.72), (h, -0.72), (h, 0.2), (0.6, 0.2), (0.3, 0.8),
+                       (-0.3, 0.8), (-0.6, 0.2), (-h, 0.2), (-h, -0.72), (-0.4, -0.72)], 8)
+    return {"front": [outline], "side": [outline]}
+
+
+def _chair(polygon, leg: float) -> dict[str, list[np.ndarray]]:
+    """A chair with legs ``leg`` wide: front shows seat and back as one rectangle on two legs, side an L on two legs."""
+    front = polygon([(-0.5, -0.8), (-0.5 + leg, -0.8), (-0.5 + leg, -0.1), (0.5 - leg, -0.1), (0.5 - leg, -0.8),
+                     (0.5, -0.8), (0.5, 0.8), (-0.5, 0.8)], 8)
+    side = polygon([(-0.4, -0.8), (-0.4 + leg, -0.8), (-0.4 + leg, -0.1), (0.4 - leg, -0.1), (0.4 - leg, -0.8),
+                    (0.4, -0.8), (0.4, 0.8), (0.32, 0.8), (0.32, 0.0), (-0.4, 0.0)], 8)
+    return {"front": [front], "side": [side]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["lamp", "chair"])
+def test_thin_parts_survive_reconstruction(polygon, shape):
+    # a stem / legs 0.02 wide (under 3 pixels, less than a voxel): the base and the feet must stay
+    sketch = _lamp(polygon, 0.02) if shape == "lamp" else _chair(polygon, 0.02)
+    result = pipeline.reconstruct_strokes(sketch)
+    assert closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(result.vertices.astype(np.float64)),
+                                     o3d.utility.Vector3iVector(result.faces))
+    assert mesh.is_watertight()
+    assert result.vertices[:, 2].min() == pytest.approx(-0.8, abs=0.03)
+    canonical = fit_normalization(sketch).to_canonical(result.vertices)
+    for view in ("front", "side"):
+        assert silhouette_iou(canonical, result.faces, result.silhouettes[view], views.INPUT_VIEWS[view]) >= 0.90
