@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .normalize import TARGET_EXTENT
+from .normalize import TARGET_EXTENT, canonical_vertices
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
 UP_AXES = ("z", "y", "x")
@@ -57,12 +57,10 @@ def up_rotation(up: str) -> np.ndarray:
 
 def normalize_vertices(vertices: np.ndarray, target_extent: float = TARGET_EXTENT) -> np.ndarray:
     """Centre the bounding box on the origin and scale its largest side to ``target_extent``."""
-    v = np.asarray(vertices, np.float64)
-    lo, hi = v.min(axis=0), v.max(axis=0)
-    size = float((hi - lo).max())
-    if not np.isfinite(size) or size <= 0.0:
-        raise MeshError("the mesh has no extent")
-    return (v - 0.5 * (lo + hi)) * (target_extent / size)
+    try:
+        return canonical_vertices(vertices, target_extent)
+    except ValueError as exc:
+        raise MeshError(str(exc)) from None
 
 
 def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,17 @@ class Normalization:
         return out
 
 
+def canonical_vertices(vertices: np.ndarray, target_extent: float = TARGET_EXTENT) -> np.ndarray:
+    """A mesh's vertices in the canonical frame: bounding box centred on the origin, largest
+    side ``target_extent``. Raises ValueError for a mesh with no extent."""
+    v = np.asarray(vertices, np.float64)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    size = float((hi - lo).max())
+    if not np.isfinite(size) or size <= 0.0:
+        raise ValueError("the mesh has no extent")
+    return (v - 0.5 * (lo + hi)) * (target_extent / size)
+
+
 def fit_normalization(strokes: dict[str, list[np.ndarray]], target_extent: float = TARGET_EXTENT) -> Normalization:
     """Centre the union of the views' bounding boxes and scale its largest side to ``target_extent``.
 

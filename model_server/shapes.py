@@ -25,7 +25,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .hull import surface_nets
-from .normalize import TARGET_EXTENT
+from .normalize import canonical_vertices
 
 MAX_FACES = 40_000   # a denser mesh is re-sampled on a coarser grid
 MIN_PART = 0.01      # loose pieces with fewer vertices than this fraction are dropped
@@ -1117,7 +1117,5 @@ def make_shape(family: str, rng: np.random.Generator, grid: int = 96) -> tuple[n
     scene = _BUILDERS[family](rng)
     yaw = rng.normal(0.0, 0.08) if rng.random() < 0.9 else rng.uniform(-0.45, 0.45)
     vertices, faces = scene.mesh(grid)
-    vertices = vertices @ (rot_z(yaw) @ scene.tilt).T
-    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    vertices = (vertices - 0.5 * (lo + hi)) * (TARGET_EXTENT / float((hi - lo).max()))
+    vertices = canonical_vertices(vertices @ (rot_z(yaw) @ scene.tilt).T)
     return vertices.astype(np.float32), faces.astype(np.int32)
