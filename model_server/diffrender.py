@@ -1,0 +1,220 @@
+"""A differentiable orthographic silhouette renderer in pure PyTorch (CPU or CUDA).
+
+Fit to strokes moves mesh vertices until their silhouettes match the sketch, so it needs
+a silhouette whose gradient reaches the vertices. The image is a soft rasterisation in
+the spirit of SoftRas (Liu et al. 2019), aggregated by distance rather than by product:
+
+    pixel = sigmoid(s / sigma),  s = signed 2D distance (pixels) from the pixel centre
+                                     to the outline of the projected mesh, + inside.
+
+The outline of a union of projected triangles always lies on *contour edges*: edges with
+one face, more than two faces, or two faces folding back onto the same side of the edge
+in the image. So ``|s|`` is the distance to the nearest contour edge on the outline, and
+its sign comes from a hard rasterisation. Thresholded at 0.5 the image is exactly the
+hard silhouette (a SoftRas product-of-faces union dilates it: measured IoU against ray
+casting 0.60-0.96 at sigma = 0.5 px), and the gradient is the true gradient of a
+continuous image, so it checks against finite differences (Kato-style approximate
+gradients would not).
+
+Nothing costs pixels x faces. The hard mask comes from the contour edges alone (signed
+row crossings, summed along rows); the soft part is only evaluated in a band of
+``BAND_SIGMAS * sigma`` pixels around the outline, against the outline's edges, and only
+one distance per band pixel (to its nearest edge) enters the autograd graph. Elsewhere
+pixels are exactly 0 or 1 with no gradient. Per call, the work over all faces is one
+pass over the edge list (``mesh_edges``) to find contour edges.
+
+Triangle orientation is ignored; degenerate and edge-on triangles give finite values and
+gradients. Pixel conventions are ``views.project``'s: row 0 is the top (+up), column 0
+the left, pixel centres at integer (row, col).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .views import RESOLUTION, View
+
+DEFAULT_SIGMA = 1.0  # pixels of edge softness
+BAND_SIGMAS = 5.0    # beyond this many sigmas from the outline a pixel is within 0.007 of 0 or 1
+_EPS = 1e-12
+
+
+def project_vertices(vertices: torch.Tensor, view: View, res: int = RESOLUTION) -> torch.Tensor:
+    """World vertices (V, 3) -> continuous (row, col) pixel coordinates (V, 2), differentiably.
+
+    Same mapping as ``views.project``."""
+    axes = torch.as_tensor(np.stack([view.right, view.up]), dtype=vertices.dtype, device=vertices.device)
+    u, v = (vertices @ axes.T).unbind(1)
+    scale = res / (2.0 * view.extent)
+    return torch.stack([(view.extent - v) * scale - 0.5, (u + view.extent) * scale - 0.5], dim=1)
+
+
+def mesh_edges(faces: torch.Tensor) -> torch.Tensor:
+    """(E, 4) long rows (a, b, c, d): edge a-b with the opposite vertices c and d of its two
+    faces; d = -1 for an edge with one face or more than two (one row per face there).
+
+    Depends only on the topology: compute it once per mesh and pass it to
+    ``render_silhouette`` for every view and iteration."""
+    faces = torch.as_tensor(faces, dtype=torch.long)
+    ends = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    opposite = faces[:, [2, 0, 1]].reshape(-1)
+    ends = torch.sort(ends, dim=1).values
+    key = ends[:, 0] * (int(faces.max()) + 1 if len(faces) else 1) + ends[:, 1]
+    key, order = torch.sort(key, stable=True)
+    _, counts = torch.unique_consecutive(key, return_counts=True)
+    start = torch.cumsum(counts, 0) - counts
+    pair = start[counts == 2]
+    first, second = order[pair], order[pair + 1]
+    paired = torch.cat([ends[first], opposite[first, None], opposite[second, None]], dim=1)
+    single = order[torch.repeat_interleave(counts != 2, counts)]
+    lone = torch.cat([ends[single], opposite[single, None], torch.full_like(single[:, None], -1)], dim=1)
+    return torch.cat([paired, lone])
+
+
+def render_silhouette(vertices: torch.Tensor, faces: torch.Tensor, view: View, res: int = RESOLUTION,
+                      sigma: float = DEFAULT_SIGMA, edges: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft silhouette (res, res) in [0, 1] of a triangle mesh in ``view``, differentiable
+    with respect to ``vertices`` (V, 3).
+
+    ``faces`` (F, 3) are vertex indices; ``sigma`` is the edge softness in pixels;
+    ``edges`` is ``mesh_edges(faces)``, computed here when not given. Thresholded at 0.5
+    the image is the hard silhouette of pixel centres."""
+    device = vertices.device
+    faces = torch.as_tensor(faces, dtype=torch.long, device=device)
+    edges = (mesh_edges(faces) if edges is None else torch.as_tensor(edges, dtype=torch.long)).to(device)
+    points = project_vertices(vertices, view, res)
+    fixed = points.detach()
+    contour = edges[_is_contour(fixed, edges)]
+    inside = _hard_mask(fixed, contour, res)
+    radius = max(1, math.ceil(BAND_SIGMAS * sigma))
+    inner = ~_dilate(~inside, radius)
+    band = _dilate(inside, radius) & ~inner
+
+    # Only contour edges on the outline shape the image: folds further inside are hidden,
+    # and would otherwise pull inside pixels' distances (and cost pairs).
+    outline = _dilate(inside, 1) & _dilate(~inside, 1)
+    contour = contour[_near(fixed[contour[:, :2]], outline, 1)]
+    edge, pixel = _band_pairs(fixed[contour[:, :2]], band, radius)
+    band_pixels = torch.nonzero(band.reshape(-1)).squeeze(1)
+    slot = torch.zeros(res * res, dtype=torch.long, device=device)
+    slot[band_pixels] = torch.arange(len(band_pixels), device=device)
+    # Find each band pixel's nearest edge without autograd, then differentiate only that
+    # one distance per pixel: the graph stays the size of the band.
+    with torch.no_grad():
+        ends = fixed[contour[edge, :2]]
+        distance = _segment_distance(_centres(pixel, res, fixed.dtype), ends[:, 0], ends[:, 1])
+        nearest = torch.full((len(band_pixels),), float("inf"), dtype=fixed.dtype, device=device)
+        nearest = nearest.scatter_reduce(0, slot[pixel], distance, reduce="amin")
+        winner = torch.nonzero(distance == nearest[slot[pixel]]).squeeze(1)
+        best = torch.full((len(band_pixels),), -1, dtype=torch.long, device=device)
+        best[slot[pixel[winner]]] = edge[winner]
+    found = best >= 0
+    ends = points[contour[best[found], :2]]
+    distance = torch.full((len(band_pixels),), float(radius + 1), dtype=points.dtype, device=device)
+    distance = distance.masked_scatter(found, _segment_distance(_centres(band_pixels[found], res, points.dtype),
+                                                                ends[:, 0], ends[:, 1]))
+    signed = torch.where(inside.reshape(-1)[band_pixels], distance, -distance)
+    image = inner.reshape(-1).to(points.dtype).index_put((band_pixels,), torch.sigmoid(signed / sigma))
+    return image.reshape(res, res)
+
+
+def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Bool (H, W) mask grown by a (2 radius + 1)^2 square: box counts from a summed-area table."""
+    k = 2 * radius + 1
+    table = _summed_area(F.pad(mask, (radius, radius, radius, radius)))
+    return (table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]) > 0
+
+
+def _summed_area(mask: torch.Tensor) -> torch.Tensor:
+    """(H + 1, W + 1) int32 table: entry [r, c] counts the True pixels above and left of (r, c)."""
+    return F.pad(mask.to(torch.int32).cumsum(0).cumsum(1), (1, 0, 1, 0))
+
+
+def _hard_mask(points: torch.Tensor, edges: torch.Tensor, res: int) -> torch.Tensor:
+    """Bool (res, res): pixel centres covered by the projected mesh, from its contour edges.
+
+    Scanning a pixel row left to right, the number of triangles over a pixel changes only
+    where the row crosses an edge: by +1 or -1 per face of the edge, depending on which
+    side the face lies. The two faces of an ordinary edge cancel, so only contour edges
+    matter; their signed crossings, summed along each row, count the covering triangles.
+    Rows are half-open (a <= row < b) and a crossing at x covers columns >= ceil(x), the
+    same rule for every edge, so shared edges and vertices are counted exactly once."""
+    a, b = points[edges[:, 0]], points[edges[:, 1]]
+    e = b - a
+    facing = torch.sign(_cross(e, points[edges[:, 2]] - a))
+    facing = facing + torch.where(edges[:, 3] >= 0, torch.sign(_cross(e, points[edges[:, 3].clamp(min=0)] - a)), 0.0)
+    weight = (facing * torch.sign(e[:, 0])).round().to(torch.int32)
+    top = torch.ceil(torch.minimum(a[:, 0], b[:, 0])).long().clamp(min=0)
+    bottom = torch.ceil(torch.maximum(a[:, 0], b[:, 0])).long().clamp(max=res)
+    count = torch.where(weight != 0, (bottom - top).clamp(min=0), 0)
+    edge = torch.repeat_interleave(torch.arange(len(edges), device=points.device), count)
+    row = top[edge] + torch.arange(len(edge), device=points.device) - (torch.cumsum(count, 0) - count)[edge]
+    a, e = a[edge], e[edge]
+    x = a[:, 1] + (row.to(a.dtype) - a[:, 0]) * e[:, 1] / e[:, 0]
+    col = torch.ceil(x).clamp(0, res).long()
+    diff = torch.zeros(res * (res + 1), dtype=torch.int32, device=points.device)
+    diff.index_add_(0, row * (res + 1) + col, weight[edge])
+    return diff.reshape(res, res + 1).cumsum(1)[:, :res] > 0
+
+
+def _is_contour(points: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Bool (E,): the edge can lie on the outline, i.e. it has one face or more than two,
+    or its two faces' far vertices lie on the same side of it in the image."""
+    a, b = points[edges[:, 0]], points[edges[:, 1]]
+    side_c = _cross(b - a, points[edges[:, 2]] - a)
+    side_d = _cross(b - a, points[edges[:, 3].clamp(min=0)] - a)
+    return (edges[:, 3] < 0) | (side_c * side_d >= 0)
+
+
+def _near(segments: torch.Tensor, mask: torch.Tensor, pad: int) -> torch.Tensor:
+    """Indices of the segments (S, 2, 2) whose bounding box, grown by ``pad`` pixels, holds
+    a True pixel of ``mask``: one summed-area table lookup each."""
+    res = mask.shape[0]
+    lo = torch.floor(segments.amin(1)).long() - pad
+    hi = torch.ceil(segments.amax(1)).long() + pad
+    onscreen = (hi >= 0).all(1) & (lo <= res - 1).all(1)
+    lo, hi = lo.clamp(0, res - 1), hi.clamp(0, res - 1)
+    table = _summed_area(mask)
+    count = (table[hi[:, 0] + 1, hi[:, 1] + 1] - table[lo[:, 0], hi[:, 1] + 1]
+             - table[hi[:, 0] + 1, lo[:, 1]] + table[lo[:, 0], lo[:, 1]])
+    return torch.nonzero(onscreen & (count > 0)).squeeze(1)
+
+
+def _band_pairs(segments: torch.Tensor, band: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(segment, flat pixel) pairs: the band pixels within ``radius`` of each segment's
+    (S, 2, 2) bounding box."""
+    res = band.shape[0]
+    keep = _near(segments, band, radius)
+    lo = (torch.floor(segments[keep].amin(1)).long() - radius).clamp(0, res - 1)
+    hi = (torch.ceil(segments[keep].amax(1)).long() + radius).clamp(0, res - 1)
+    height, width = (hi - lo + 1).unbind(1)
+    area = height * width
+    seg = torch.repeat_interleave(torch.arange(len(keep), device=band.device), area)
+    local = torch.arange(len(seg), device=band.device) - (torch.cumsum(area, 0) - area)[seg]
+    w = width[seg]
+    pixel = (lo[seg, 0] + torch.div(local, w, rounding_mode="floor")) * res + lo[seg, 1] + local % w
+    in_band = band.reshape(-1)[pixel]
+    return keep[seg[in_band]], pixel[in_band]
+
+
+def _centres(pixel: torch.Tensor, res: int, dtype: torch.dtype) -> torch.Tensor:
+    """(N, 2) (row, col) centres of flat pixel indices."""
+    rows = torch.div(pixel, res, rounding_mode="floor")
+    return torch.stack([rows, pixel - rows * res], dim=1).to(dtype)
+
+
+def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+
+def _segment_distance(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,): distance from points p to segments a-b (each (N, 2)); finite gradient even for
+    zero-length segments and points on the segment."""
+    e, q = b - a, p - a
+    t = ((q * e).sum(1) / ((e * e).sum(1) + _EPS)).clamp(0.0, 1.0)
+    gap = q - t[:, None] * e
+    return torch.sqrt((gap * gap).sum(1) + _EPS)
