@@ -50,3 +50,15 @@ def circle_fixture():
 @pytest.fixture(name="polygon", scope="session")
 def polygon_fixture():
     return polygon
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread: its tensors are small, and on a shared 2-core
+    machine extra intra-op threads cost far more than they save."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,13 +9,7 @@ from model_server.metrics import silhouette_iou
 from model_server.shapes import make_shape
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: on a busy 2-core machine intra-op threads cost far more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sphere(radius: float = 0.6, resolution: int = 20) -> tuple[np.ndarray, np.ndarray]:

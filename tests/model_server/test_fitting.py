@@ -15,13 +15,7 @@ from model_server.views import INPUT_VIEWS, plane_grid
 RES = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These meshes are tiny: on a shared 2-core machine extra threads only cost time."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def icosphere(subdivisions: int = 2, radius: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
