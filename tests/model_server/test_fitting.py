@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from model_server import fitting
 from model_server.fitting import FitCancelled, FitTarget, fit_to_strokes, outline_points
