@@ -47,9 +47,14 @@ def add_result(context: bpy.types.Context, sketch: bpy.types.Object, vertices: n
         obj["sketch2mesh_backend"] = str(info.get("backend", ""))
     collection = sketch.users_collection[0] if sketch.users_collection else context.scene.collection
     collection.objects.link(obj)
+    select_only(context, obj)
+    return obj
+
+
+def select_only(context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """Make ``obj`` the active object and the only one selected, as a newly added object is."""
     for other in context.view_layer.objects:
         if other.select_get():
             other.select_set(False)
     obj.select_set(True)
     context.view_layer.objects.active = obj
-    return obj

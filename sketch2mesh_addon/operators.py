@@ -34,12 +34,6 @@ DRAW_PLANE = {"FRONT": "AXIS_Y", "SIDE": "AXIS_X", "TOP": "AXIS_Z"}  # Grease Pe
 TIMER_S = 0.1
 
 
-def _deselect_all(context: bpy.types.Context) -> None:
-    for obj in context.view_layer.objects:
-        if obj.select_get():
-            obj.select_set(False)
-
-
 def _view3d_override(context: bpy.types.Context) -> dict | None:
     """Context members for view3d operators: this area if it is a 3D view, else the first one."""
     areas = [context.area] if context.area is not None and context.area.type == "VIEW_3D" else []
@@ -100,9 +94,7 @@ class SKETCH2MESH_OT_new_sketch(bpy.types.Operator):
         _to_object_mode(context)
         obj = strokes.new_sketch(context.collection or context.scene.collection, "Sketch")
         obj.location = context.scene.cursor.location if not bpy.app.background else (0.0, 0.0, 0.0)
-        _deselect_all(context)
-        obj.select_set(True)
-        context.view_layer.objects.active = obj
+        mesh_import.select_only(context, obj)
         _set_active_layer(obj, "FRONT")
         if not bpy.app.background and _set_view(context, "FRONT"):
             _enter_draw_mode(context)
