@@ -18,10 +18,12 @@ gradients would not).
 
 Nothing costs pixels x faces. The hard mask comes from the contour edges alone (signed
 row crossings, summed along rows); the soft part is only evaluated in a band of
-``BAND_SIGMAS * sigma`` pixels around the outline, against the outline's edges, and only
-one distance per band pixel (to its nearest edge) enters the autograd graph. Elsewhere
-pixels are exactly 0 or 1 with no gradient. Per call, the work over all faces is one
-pass over the edge list (``mesh_edges``) to find contour edges.
+``BAND_SIGMAS * sigma`` pixels around the outline. Each band pixel's nearest outline edge
+is found without autograd (a k-d tree over points sampled along the outline edges on the
+CPU, a blocked distance table on a GPU) and only that one distance per pixel enters the
+graph, so memory grows with the outline's length. Elsewhere pixels are exactly 0 or 1
+with no gradient. Per call, the work over all faces is one pass over the edge list
+(``mesh_edges``) to find contour edges.
 
 Triangle orientation is ignored; degenerate and edge-on triangles give finite values and
 gradients. Pixel conventions are ``views.project``'s: row 0 is the top (+up), column 0
@@ -35,11 +37,14 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
 
 from .views import RESOLUTION, View
 
 DEFAULT_SIGMA = 1.0  # pixels of edge softness
 BAND_SIGMAS = 5.0    # beyond this many sigmas from the outline a pixel is within 0.007 of 0 or 1
+SAMPLE_SPACING = 1.0  # pixels between the points that shortlist each pixel's nearest edge
+CANDIDATES = 6       # edges shortlisted per pixel
 _EPS = 1e-12
 
 
@@ -95,23 +100,14 @@ def render_silhouette(vertices: torch.Tensor, faces: torch.Tensor, view: View, r
     band = _dilate(inside, radius) & ~inner
 
     # Only contour edges on the outline shape the image: folds further inside are hidden,
-    # and would otherwise pull inside pixels' distances (and cost pairs).
+    # and would otherwise pull inside pixels' distances.
     outline = _dilate(inside, 1) & _dilate(~inside, 1)
     contour = contour[_near(fixed[contour[:, :2]], outline, 1)]
-    edge, pixel = _band_pairs(fixed[contour[:, :2]], band, radius)
     band_pixels = torch.nonzero(band.reshape(-1)).squeeze(1)
-    slot = torch.zeros(res * res, dtype=torch.long, device=device)
-    slot[band_pixels] = torch.arange(len(band_pixels), device=device)
-    # Find each band pixel's nearest edge without autograd, then differentiate only that
-    # one distance per pixel: the graph stays the size of the band.
+    # Pick each band pixel's nearest outline edge without autograd, then differentiate only
+    # that one distance per pixel: the graph stays the size of the band.
     with torch.no_grad():
-        ends = fixed[contour[edge, :2]]
-        distance = _segment_distance(_centres(pixel, res, fixed.dtype), ends[:, 0], ends[:, 1])
-        nearest = torch.full((len(band_pixels),), float("inf"), dtype=fixed.dtype, device=device)
-        nearest = nearest.scatter_reduce(0, slot[pixel], distance, reduce="amin")
-        winner = torch.nonzero(distance == nearest[slot[pixel]]).squeeze(1)
-        best = torch.full((len(band_pixels),), -1, dtype=torch.long, device=device)
-        best[slot[pixel[winner]]] = edge[winner]
+        best = _nearest_segment(_centres(band_pixels, res, fixed.dtype), fixed[contour[:, :2]])
     found = best >= 0
     ends = points[contour[best[found], :2]]
     distance = torch.full((len(band_pixels),), float(radius + 1), dtype=points.dtype, device=device)
@@ -184,21 +180,39 @@ def _near(segments: torch.Tensor, mask: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.nonzero(onscreen & (count > 0)).squeeze(1)
 
 
-def _band_pairs(segments: torch.Tensor, band: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(segment, flat pixel) pairs: the band pixels within ``radius`` of each segment's
-    (S, 2, 2) bounding box."""
-    res = band.shape[0]
-    keep = _near(segments, band, radius)
-    lo = (torch.floor(segments[keep].amin(1)).long() - radius).clamp(0, res - 1)
-    hi = (torch.ceil(segments[keep].amax(1)).long() + radius).clamp(0, res - 1)
-    height, width = (hi - lo + 1).unbind(1)
-    area = height * width
-    seg = torch.repeat_interleave(torch.arange(len(keep), device=band.device), area)
-    local = torch.arange(len(seg), device=band.device) - (torch.cumsum(area, 0) - area)[seg]
-    w = width[seg]
-    pixel = (lo[seg, 0] + torch.div(local, w, rounding_mode="floor")) * res + lo[seg, 1] + local % w
-    in_band = band.reshape(-1)[pixel]
-    return keep[seg[in_band]], pixel[in_band]
+def _nearest_segment(queries: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """(N,) index of the segment (S, 2, 2) nearest each query point (N, 2); -1 when S = 0.
+
+    Candidates are the segments owning the ``CANDIDATES`` nearest of sample points placed
+    at the centres of pieces at most ``SAMPLE_SPACING`` pixels long along every segment;
+    the exact point-segment distance then picks among them. The nearest segment's own
+    nearest sample lies within half a spacing of the true foot point, so it is among the
+    candidates unless more than ``CANDIDATES`` samples crowd closer than that. No pixels x
+    edges table is ever formed."""
+    if len(segments) == 0:
+        return torch.full((len(queries),), -1, dtype=torch.long, device=queries.device)
+    a, e = segments[:, 0], segments[:, 1] - segments[:, 0]
+    count = torch.ceil(torch.sqrt((e * e).sum(1)) / SAMPLE_SPACING).long().clamp(min=1)
+    owner = torch.repeat_interleave(torch.arange(len(segments), device=queries.device), count)
+    step = torch.arange(len(owner), device=queries.device) - (torch.cumsum(count, 0) - count)[owner]
+    t = (step.to(a.dtype) + 0.5) / count[owner].to(a.dtype)
+    samples = a[owner] + t[:, None] * e[owner]
+    k = min(CANDIDATES, len(samples))
+    candidates = owner[_k_nearest(queries, samples, k)]                         # (N, k)
+    ends = segments[candidates.reshape(-1)]
+    distance = _segment_distance(queries.repeat_interleave(k, 0), ends[:, 0], ends[:, 1]).reshape(-1, k)
+    return candidates.gather(1, distance.argmin(1, keepdim=True)).squeeze(1)
+
+
+def _k_nearest(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, k) indices of the k points nearest each query: a k-d tree on the CPU, blocked
+    brute force on a GPU (where a (block, P) distance table is cheap)."""
+    if queries.device.type == "cpu":
+        _, index = cKDTree(points.numpy()).query(queries.numpy(), k=k)
+        return torch.as_tensor(np.asarray(index).reshape(len(queries), k), dtype=torch.long)
+    blocks = [torch.cdist(block, points).topk(k, dim=1, largest=False).indices
+              for block in queries.split(max(1, 2 ** 24 // max(1, len(points))))]
+    return torch.cat(blocks) if blocks else torch.zeros((0, k), dtype=torch.long, device=queries.device)
 
 
 def _centres(pixel: torch.Tensor, res: int, dtype: torch.dtype) -> torch.Tensor:

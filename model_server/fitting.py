@@ -2,9 +2,10 @@
 
 The optimisation follows Nicolet et al. 2021 (*Large Steps in Inverse Rendering*): the
 variable is ``u = (I + lam L) x`` with ``L`` the uniform graph Laplacian, and positions are
-recovered by solving that sparse symmetric system with conjugate gradients (pure torch).
-Gradients reaching ``u`` are therefore smoothed over the surface, which keeps the mesh
-clean and largely flip-free without a heavy smoothness term.
+recovered by solving that sparse symmetric system (a sparse LU factorised once on the CPU,
+conjugate gradients on a GPU). Gradients reaching ``u`` are therefore smoothed over the
+surface, and the step uses one Adam scale for all coordinates (the paper's AdamUniform),
+which keeps the mesh clean and flip-free without a heavy smoothness term.
 
 Per sketched view the loss has two data terms:
 
@@ -32,25 +33,26 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import linalg as splinalg
+from scipy.spatial import cKDTree
 
-from .diffrender import render_silhouette
+from .diffrender import DEFAULT_SIGMA, mesh_edges, render_silhouette
 from .metrics import silhouette_iou
 from .silhouette import signed_distance
 from .views import INPUT_VIEWS, View
 
-Renderer = Callable[..., torch.Tensor]          # (vertices, faces, view, res) -> (res, res) soft mask
 FitProgress = Callable[[str, float, "np.ndarray | None"], None]
 
 SMOOTHING = 10.0            # lam in u = (I + lam L) x
-LEARNING_RATE = 1e-2        # Adam step in u-space (world units; canvases span [-1, 1])
+LEARNING_RATE = 2e-2        # Adam step in u-space (world units; canvases span [-1, 1])
 CG_ITERATIONS = 50
-CG_TOLERANCE = 1e-6
+CG_TOLERANCE = 1e-5
 OUTLINE_TOLERANCE_PX = 2.0  # stroke points farther than this from the filled edge are interior
 RIM_SAMPLES_PER_EDGE = 4    # points per rim edge in the contour chamfer (edge ends included once)
 RIM_TOLERANCE_PX = 2.0      # rim points farther than this from the rendered edge are interior folds
-EARLY_STOP_TOLERANCE = 1e-4
-EARLY_STOP_PATIENCE = 15
+EARLY_STOP_TOLERANCE = 2e-3   # stop once the best loss fell by less than this ...
+EARLY_STOP_WINDOW = 20        # ... over this many iterations
 PROGRESS_EVERY = 10
 
 
@@ -113,7 +115,7 @@ def outline_points(mask: np.ndarray, strokes: list[np.ndarray], view: View,
 
 def fit_to_strokes(vertices: np.ndarray, faces: np.ndarray, targets: dict[str, FitTarget],
                    iterations: int = 200, device: str = "cpu", progress: FitProgress | None = None,
-                   weights: FitWeights | dict | None = None, renderer: Renderer = render_silhouette) -> FitResult:
+                   weights: FitWeights | dict | None = None) -> FitResult:
     """Optimise vertex positions so the mesh's silhouettes match ``targets`` (view name -> target).
 
     ``progress(message, fraction, vertices)`` is called every few iterations with the current
@@ -123,7 +125,7 @@ def fit_to_strokes(vertices: np.ndarray, faces: np.ndarray, targets: dict[str, F
     views = {name: INPUT_VIEWS[name] for name in targets}
     start_time = time.perf_counter()
     with _deterministic(torch.device(device)):
-        problem = _Problem(vertices, faces, targets, views, weights, renderer, torch.device(device))
+        problem = _Problem(vertices, faces, targets, views, weights, torch.device(device))
         best, log, stopped_early, cancelled = problem.optimise(iterations, progress)
     fitted = best.astype(np.float32)
     return FitResult(
@@ -164,10 +166,11 @@ def overlay_png(path, target_mask: np.ndarray, fitted_silhouette: np.ndarray, st
 class _Problem:
     """The fixed data of one fit (mesh topology, targets, solver) and its loss."""
 
-    def __init__(self, vertices, faces, targets, views, weights, renderer, device):
-        self.device, self.weights, self.renderer, self.views = device, weights, renderer, views
+    def __init__(self, vertices, faces, targets, views, weights, device):
+        self.device, self.weights, self.views = device, weights, views
         self.x0 = torch.as_tensor(np.asarray(vertices, np.float32), device=device)
         self.faces = torch.as_tensor(np.asarray(faces, np.int64), device=device)
+        self.render_edges = mesh_edges(self.faces)
         edge_vertices, edge_faces = _edges(np.asarray(faces))
         self.edge_vertices = torch.as_tensor(edge_vertices, device=device)
         self.edge_faces = torch.as_tensor(edge_faces, device=device)
@@ -176,31 +179,33 @@ class _Problem:
         self.outlines = {n: self._to_pixels(torch.as_tensor(np.asarray(t.outline, np.float32).reshape(-1, 2),
                                                             device=device), views[n])
                          for n, t in targets.items()}
+        self.outline_trees = {n: cKDTree(o.numpy()) for n, o in self.outlines.items()
+                              if device.type == "cpu" and len(o)}
         self.n0 = _face_normals(self.x0, self.faces)
         self.anchor_metric = _anchor_metric(list(views.values()), weights, device)
 
     def optimise(self, iterations: int, progress: FitProgress | None):
         u = (self.system @ self.x0).clone().requires_grad_(True)
-        optimiser = torch.optim.Adam([u], lr=LEARNING_RATE)
+        optimiser = _UniformAdam(u, LEARNING_RATE)
         x_guess = self.x0.clone()
-        best_loss, best_x, since_improved = float("inf"), self.x0.clone(), 0
+        best_loss, best_x, history = float("inf"), self.x0.clone(), []
         log: list[dict[str, float]] = []
         stopped_early = cancelled = False
         for step in range(iterations):
-            x = _Solve.apply(u, self.system, x_guess)
+            x = _Solve.apply(u, self.system)
             x_guess = x.detach()
             total, terms = self.loss(x)
             log.append({"iteration": step, "total": float(total.detach())}
                        | {k: float(v.detach()) for k, v in terms.items()}
                        | {f"{k}_weight": getattr(self.weights, k) for k in terms})
             value = log[-1]["total"]
-            since_improved = 0 if value < best_loss * (1.0 - EARLY_STOP_TOLERANCE) else since_improved + 1
             if value < best_loss:
                 best_loss, best_x = value, x_guess.clone()
-            if since_improved >= EARLY_STOP_PATIENCE:
+            history.append(best_loss)
+            if len(history) > EARLY_STOP_WINDOW and history[-EARLY_STOP_WINDOW - 1] - best_loss < EARLY_STOP_TOLERANCE:
                 stopped_early = True
                 break
-            optimiser.zero_grad()
+            u.grad = None
             total.backward()
             optimiser.step()
             if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
@@ -217,7 +222,7 @@ class _Problem:
         silhouette, contour = [], []
         for name, view in self.views.items():
             mask = self.masks[name]
-            rendered = self.renderer(x, self.faces, view, mask.shape[0])
+            rendered = render_silhouette(x, self.faces, view, mask.shape[0], edges=self.render_edges)
             silhouette.append(1.0 - _soft_iou(rendered, mask))
             contour.append(self.contour(x, normals, rendered.detach(), name, view))
         displacement = x - self.x0
@@ -241,7 +246,9 @@ class _Problem:
         steps = torch.arange(RIM_SAMPLES_PER_EDGE, dtype=x.dtype, device=x.device) / RIM_SAMPLES_PER_EDGE
         rim = ends[:, :1] + steps[None, :, None] * (ends[:, 1:] - ends[:, :1])
         pixels = self._to_pixels(_plane(rim.reshape(-1, 3), view), view)
-        edge_distance = torch.as_tensor(np.abs(signed_distance(rendered.cpu().numpy() > 0.5)), device=x.device)
+        # Inside the renderer's band a pixel is sigmoid(d / sigma) of its signed distance d to
+        # the outline, so the distance comes back for free; outside the band it is 0 or 1.
+        edge_distance = DEFAULT_SIGMA * torch.logit(rendered.clamp(1e-7, 1 - 1e-7)).abs()
         res = rendered.shape[0]
         r = pixels[:, 0].detach().round().long().clamp(0, res - 1)
         c = pixels[:, 1].detach().round().long().clamp(0, res - 1)
@@ -249,8 +256,8 @@ class _Problem:
         if len(outer) == 0:
             return x.sum() * 0.0
         with torch.no_grad():   # match without the graph, then differentiate the matched pairs only
-            distances = torch.cdist(outer, outline)
-            to_outline, to_rim = distances.argmin(dim=1), distances.argmin(dim=0)
+            to_outline = _nearest(outer, outline, self.outline_trees.get(name))
+            to_rim = _nearest(outline, outer)
         rim_to_outline = _length(outer - outline[to_outline]).mean()
         outline_to_rim = _length(outer[to_rim] - outline).mean()
         return 0.5 * (rim_to_outline + outline_to_rim)
@@ -262,17 +269,42 @@ class _Problem:
         return torch.stack([(view.extent - plane[:, 1]) * scale - 0.5, (plane[:, 0] + view.extent) * scale - 0.5], 1)
 
 
+class _UniformAdam:
+    """Adam with one second-moment scale for all coordinates (Nicolet et al.'s AdamUniform).
+
+    Per-coordinate scaling would undo the smoothing that the u-parametrisation gives the
+    gradient; a uniform scale keeps its direction. (Written here rather than taken from
+    torch.optim, whose first use imports torch's compiler stack for seconds.)"""
+
+    def __init__(self, parameter: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.parameter, self.lr, self.betas, self.eps = parameter, lr, betas, eps
+        self.m = torch.zeros_like(parameter)
+        self.v = torch.zeros_like(parameter)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad, (b1, b2) = self.parameter.grad, self.betas
+        self.t += 1
+        self.m.mul_(b1).add_(grad, alpha=1.0 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
+        m_hat = self.m / (1.0 - b1 ** self.t)
+        scale = torch.sqrt(self.v.max() / (1.0 - b2 ** self.t))
+        self.parameter.sub_(self.lr * m_hat / (scale + self.eps))
+
+
 class _Solve(torch.autograd.Function):
     """x = A^-1 u for the symmetric positive definite smoothing system A (gradient: A^-1 g)."""
 
     @staticmethod
-    def forward(ctx, u, system, guess):
+    def forward(ctx, u, system):
         ctx.system = system
-        return _conjugate_gradient(system, u.detach(), guess)
+        return system.solve(u, "forward")
 
     @staticmethod
     def backward(ctx, grad):
-        return _conjugate_gradient(ctx.system, grad, torch.zeros_like(grad)), None, None
+        return ctx.system.solve(grad, "backward"), None
 
 
 def _conjugate_gradient(system: _SmoothingSystem, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -298,20 +330,42 @@ def _conjugate_gradient(system: _SmoothingSystem, b: torch.Tensor, x: torch.Tens
 
 
 class _SmoothingSystem:
-    """Sparse I + lam L, with L = D - A the uniform graph Laplacian of the mesh's edges."""
+    """Sparse I + lam L, with L = D - A the uniform graph Laplacian of the mesh's edges.
+
+    ``solve`` factorises it once (sparse LU, SciPy) on the CPU, where a direct solve costs
+    a few milliseconds; on a GPU it runs warm-started Jacobi-preconditioned conjugate
+    gradients on the CSR matrix, which stays on the device."""
 
     def __init__(self, count: int, edges: np.ndarray, lam: float, device):
-        i = np.concatenate([edges[:, 0], edges[:, 1]])
-        j = np.concatenate([edges[:, 1], edges[:, 0]])
-        diagonal = 1.0 + lam * np.bincount(i, minlength=count)
-        rows = np.concatenate([np.arange(count), i])
-        cols = np.concatenate([np.arange(count), j])
-        values = np.concatenate([diagonal, np.full(len(i), -lam)]).astype(np.float32)
-        self.matrix = torch.sparse_coo_tensor(np.stack([rows, cols]), values, (count, count),
-                                              check_invariants=False).coalesce().to(device)
-        self.diagonal = torch.as_tensor(diagonal, dtype=torch.float32, device=device)
+        i = np.concatenate([edges[:, 0], edges[:, 1], np.arange(count)])
+        j = np.concatenate([edges[:, 1], edges[:, 0], np.arange(count)])
+        diagonal = 1.0 + lam * np.bincount(edges.reshape(-1), minlength=count)
+        values = np.concatenate([np.full(2 * len(edges), -lam), diagonal])
+        matrix = sparse.csr_matrix((values, (i, j)), shape=(count, count))
+        self.device, self.scipy_matrix = torch.device(device), matrix
+        if self.device.type == "cpu":
+            self.factor = splinalg.splu(matrix.tocsc(), permc_spec="COLAMD")
+        else:
+            self.matrix = torch.sparse_csr_tensor(
+                torch.as_tensor(matrix.indptr, dtype=torch.long), torch.as_tensor(matrix.indices, dtype=torch.long),
+                torch.as_tensor(matrix.data, dtype=torch.float32), (count, count),
+                check_invariants=False).to(self.device)
+            self.diagonal = torch.as_tensor(diagonal, dtype=torch.float32, device=self.device)
+        self.guesses: dict[str, torch.Tensor] = {}
+
+    def solve(self, b: torch.Tensor, slot: str) -> torch.Tensor:
+        """A^-1 b for every column of ``b``. ``slot`` names a stream of related right-hand
+        sides (forward positions, backward gradients) whose last answer warm-starts CG."""
+        if self.device.type == "cpu":
+            return torch.as_tensor(self.factor.solve(b.detach().double().numpy()), dtype=b.dtype)
+        guess = self.guesses.get(slot)
+        x = _conjugate_gradient(self, b.detach(), guess if guess is not None else torch.zeros_like(b))
+        self.guesses[slot] = x
+        return x
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return torch.as_tensor(self.scipy_matrix @ x.detach().double().numpy(), dtype=x.dtype)
         return self.matrix @ x
 
 
@@ -337,6 +391,14 @@ def _anchor_metric(views: list[View], weights: FitWeights, device) -> torch.Tens
     unseen = eigenvectors[:, eigenvalues < 1e-6]
     metric = np.eye(3) + (weights.unseen_anchor_factor - 1.0) * unseen @ unseen.T
     return torch.as_tensor(metric, dtype=torch.float32, device=device)
+
+
+def _nearest(queries: torch.Tensor, points: torch.Tensor, tree: cKDTree | None = None) -> torch.Tensor:
+    """(N,) index of the point nearest each query: a k-d tree on the CPU, cdist on a GPU."""
+    if queries.device.type != "cpu":
+        return torch.cat([torch.cdist(block, points).argmin(dim=1) for block in queries.split(4096)])
+    tree = tree if tree is not None else cKDTree(points.numpy())
+    return torch.as_tensor(tree.query(queries.numpy())[1], dtype=torch.long)
 
 
 def _soft_iou(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -391,12 +453,11 @@ def _edge_pixels(mask: np.ndarray, view: View) -> np.ndarray:
 
 @contextlib.contextmanager
 def _deterministic(device: torch.device):
-    """Seeded torch, and deterministic algorithms on CPU, for the duration of a fit (CUDA's
-    deterministic mode needs process-wide cuBLAS settings, so it is left as it is there)."""
-    previous = torch.are_deterministic_algorithms_enabled()
+    """Seeded torch for the duration of a fit. Every CPU kernel used here is deterministic
+    (``torch.use_deterministic_algorithms`` is not switched on: importing it costs seconds)."""
+    state = torch.get_rng_state()
     torch.manual_seed(0)
-    torch.use_deterministic_algorithms(previous or device.type == "cpu")
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        torch.set_rng_state(state)
