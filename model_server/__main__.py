@@ -80,21 +80,26 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     if args.out.suffix.lower() not in MESH_SUFFIXES:
         raise ValueError(f"--out must end in {', '.join(MESH_SUFFIXES)}, not {args.out.name!r}")
-    if args.refine:
-        raise ValueError("Fit to strokes (--refine) is not available in this version yet; use --refine 0.")
+    if not 0 <= args.refine <= protocol.MAX_FIT_ITERATIONS:
+        raise ValueError(f"--refine must be 0..{protocol.MAX_FIT_ITERATIONS} iterations, not {args.refine}")
     views = {"front": args.front, "side": args.side} | ({"top": args.top} if args.top else {})
     inks = {name: pipeline.load_png_sketch(path) for name, path in views.items()}
     device = resolve_device(args.device)
-    result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device,
+    result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device, refine=args.refine,
                                          progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
     mesh_io.write_mesh(args.out, result.vertices, result.faces)
     timings = dict(result.timings, total=time.perf_counter() - started)
     report = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
-              "faces": int(len(result.faces)), "timings_s": timings}
+              "faces": int(len(result.faces)), "timings_s": timings} | ({"fit": result.fit} if result.fit else {})
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2))
     print(f"Wrote {args.out} ({report['vertices']} vertices, {report['faces']} faces) in {timings['total']:.2f} s")
+    if result.fit:
+        ious = ", ".join(f"{view} {before:.3f} -> {result.fit['iou_after'][view]:.3f}"
+                         for view, before in result.fit["iou_before"].items())
+        print(f"Fit to strokes: {result.fit['iterations']} iterations, silhouette IoU {ious}, "
+              f"{result.fit['flipped_faces']} flipped faces")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate every selected shape, write the JSON report and print the table."""
-    if args.refine:
-        raise ValueError("Fit to strokes (--refine) is not available in this version yet; use --refine 0.")
+    if not 0 <= args.refine <= protocol.MAX_FIT_ITERATIONS:
+        raise ValueError(f"--refine must be 0..{protocol.MAX_FIT_ITERATIONS} iterations, not {args.refine}")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1.")
     from tqdm import tqdm
@@ -86,10 +86,12 @@ def run(args: argparse.Namespace) -> None:
     with tqdm(total=len(cases), unit="shape", desc="evaluate", leave=False) as bar:
         for index, (shape_id, load) in enumerate(cases):
             rng = np.random.default_rng([args.seed, index])
-            rows.append(evaluate_case(shape_id, load, args.backend, args.detail, device, rng))
+            rows.append(evaluate_case(shape_id, load, args.backend, args.detail, device, rng, args.refine))
             bar.update()
     report = {"config": _config(args, device), "count": len(rows),
               "failed": sum(not row["ok"] for row in rows), "means": means(rows), "shapes": rows}
+    if args.refine:
+        report["means_before_refine"] = means([row["before_refine"] | {"ok": row["ok"]} for row in rows if row["ok"]])
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     print(format_table(report))
@@ -157,15 +159,21 @@ def mesh_cases(folder: Path, up: str, style: str) -> list[tuple[str, Loader]]:
 # --- One shape ------------------------------------------------------------------------------
 
 def evaluate_case(shape_id: str, load: Loader, backend: str, detail: str, device: str,
-                  rng: np.random.Generator) -> dict:
+                  rng: np.random.Generator, refine: int = 0) -> dict:
     """Load, reconstruct and score one shape: a report row. Any failure becomes a row with
-    ``ok: false`` and the error, except errors that every shape would hit, which propagate."""
+    ``ok: false`` and the error, except errors that every shape would hit, which propagate.
+
+    With ``refine`` the row scores the fitted mesh, and ``before_refine`` the fused one."""
     row: dict = {"id": shape_id, "ok": False}
     try:
         case = load(rng)
         row.update(source=case.source, family=case.family)
         started = time.perf_counter()
         result = pipeline.reconstruct_images(case.inks, backend=backend, detail=detail, device=device)
+        if refine:
+            row["before_refine"] = score(result.vertices, result.faces, case, np.random.default_rng(rng.integers(2**32)))
+            result = pipeline.refine_result(result, refine, device=device)
+            row["fit"] = result.fit
         elapsed = time.perf_counter() - started
         row.update(score(result.vertices, result.faces, case, rng), time_s=elapsed,
                    vertices=int(len(result.vertices)), faces=int(len(result.faces)),
@@ -203,14 +211,14 @@ def score(vertices: np.ndarray, faces: np.ndarray, case: Case, rng: np.random.Ge
 def means(rows: list[dict]) -> dict[str, float | None]:
     """Mean of every metric over the shapes that succeeded (None when none did)."""
     ok = [row for row in rows if row["ok"]]
-    return {key: (float(np.mean([row[key] for row in ok])) if ok else None) for key, _, _ in COLUMNS}
+    return {key: (float(np.mean([row[key] for row in ok])) if ok and key in ok[0] else None) for key, _, _ in COLUMNS}
 
 
 def format_table(report: dict) -> str:
     """The report as a fixed-width text table: one line per shape, then the means. Shapes
     whose ground truth is not closed are starred: their volumetric IoU is approximate."""
     open_truth = [row["id"] for row in report["shapes"] if row["ok"] and not row["truth_closed"]]
-    id_width = 1 + max(len("shape"), *(len(row["id"]) for row in report["shapes"]))
+    id_width = 1 + max(len("before refine"), *(len(row["id"]) for row in report["shapes"]))
     widths = [max(len(heading), 7) for _, heading, _ in COLUMNS]
 
     def line(name: str, values: dict) -> str:
@@ -227,6 +235,8 @@ def format_table(report: dict) -> str:
     config = report["config"]
     lines.append(f"{report['count'] - report['failed']} of {report['count']} shapes reconstructed "
                  f"({config['backend']} backend, {config['detail']} detail); means over those that succeeded.")
+    if report.get("means_before_refine"):
+        lines.append(line("before refine", report["means_before_refine"]))
     if open_truth:
         lines.append("* ground truth not closed: volumetric IoU approximate (occupancy needs a watertight mesh).")
     return "\n".join(lines)

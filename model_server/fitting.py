@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import ndimage, sparse
+from scipy import sparse
 from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
@@ -443,10 +443,16 @@ def _plane_to_pixel(points: np.ndarray, view: View, res: int) -> tuple[np.ndarra
 
 
 def _edge_pixels(mask: np.ndarray, view: View) -> np.ndarray:
-    """Plane coordinates of the mask pixels that touch the outside."""
-    mask = np.asarray(mask, bool)
-    edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
-    rows, cols = np.nonzero(edge)
+    """Plane coordinates of the mask's edge: the midpoints between every inside pixel and
+    each of its outside 4-neighbours (the canvas border counts as outside)."""
+    padded = np.pad(np.asarray(mask, bool), 1)
+    inside = padded[1:-1, 1:-1]
+    points = []
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        outside = ~padded[1 + dr:padded.shape[0] - 1 + dr, 1 + dc:padded.shape[1] - 1 + dc]
+        rows, cols = np.nonzero(inside & outside)
+        points.append(np.stack([rows + 0.5 * dr, cols + 0.5 * dc], 1))
+    rows, cols = np.concatenate(points).T
     size = view.pixel_size(mask.shape[0])
     return np.stack([(cols + 0.5) * size - view.extent, view.extent - (rows + 0.5) * size], 1).astype(np.float32)
 

@@ -19,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
@@ -37,11 +39,13 @@ class Cancelled(Exception):
 
 @dataclass
 class Job:
-    """One queued reconstruction and the replies it streams back to its connection."""
+    """One queued job (``reconstruct`` or ``fit``) and the replies it streams back to its connection."""
 
     request_id: str
+    op: str
     strokes: dict
     params: dict
+    mesh: tuple | None = None      # fit: (vertices, faces)
     cancel: threading.Event = field(default_factory=threading.Event)
     events: queue.Queue = field(default_factory=queue.Queue)
 
@@ -155,13 +159,17 @@ class ModelServer:
                 self.stop()
                 return False
             if op == "fit":
-                raise ProtocolError("unavailable", "Fit to strokes is not available in this server version yet.")
-            return self._run_reconstruct(conn, request_id, params, message.arrays)
+                job = Job(request_id, op, read_sketch(message.arrays), read_fit_params(params),
+                          protocol.unpack_mesh(message.arrays))
+            else:
+                job = Job(request_id, op, read_sketch(message.arrays), read_reconstruct_params(params))
+            return self._run(conn, job)
         except ProtocolError as exc:
             return self._send(conn, protocol.error_reply(request_id, exc.code, exc.message)) and exc.code != "bad_token"
 
-    def _run_reconstruct(self, conn: socket.socket, request_id: str, params: dict, arrays: dict) -> bool:
-        job = Job(request_id, read_sketch(arrays), read_reconstruct_params(params))
+    def _run(self, conn: socket.socket, job: Job) -> bool:
+        """Queue ``job`` and relay its replies until its result or error."""
+        request_id = job.request_id
         with self._lock:
             if request_id in self._active:
                 raise ProtocolError("bad_request", f"a job with id {request_id!r} is already running")
@@ -219,27 +227,60 @@ class ModelServer:
                     self._active.pop(job.request_id, None)
 
     def _run_job(self, job: Job) -> tuple[dict, dict | None]:
-        def progress(message: str, fraction: float) -> None:
+        def progress(message: str, fraction: float, vertices=None) -> None:
             if job.cancel.is_set():
                 raise Cancelled()
-            job.events.put((protocol.make_reply(job.request_id, "progress", message=message, fraction=float(fraction)), None))
+            arrays = None if vertices is None else {"vertices": np.asarray(vertices, np.float32)}
+            job.events.put((protocol.make_reply(job.request_id, "progress", message=message, fraction=float(fraction)),
+                            arrays))
 
         started = time.perf_counter()
         try:
             progress("Starting", 0.0)
-            result = pipeline.reconstruct_strokes(job.strokes, device=self.device, progress=progress, **job.params)
+            if job.op == "fit":
+                reply = self._fit(job, progress)
+            else:
+                reply = self._reconstruct(job, progress)
         except Cancelled:
             return protocol.error_reply(job.request_id, "cancelled", "The job was cancelled."), None
         except ProtocolError as exc:
             return protocol.error_reply(job.request_id, exc.code, exc.message), None
         except Exception as exc:
             self._say(f"job {job.request_id} failed:\n" + traceback.format_exc())
-            return protocol.error_reply(job.request_id, "internal", f"Reconstruction failed inside the server: {exc}"), None
-        self._say(f"job {job.request_id}: {len(result.vertices)} vertices in {time.perf_counter() - started:.2f} s")
+            what = "Fit to strokes" if job.op == "fit" else "Reconstruction"
+            return protocol.error_reply(job.request_id, "internal", f"{what} failed inside the server: {exc}"), None
+        self._say(f"job {job.request_id} ({job.op}) done in {time.perf_counter() - started:.2f} s")
+        return reply
+
+    def _reconstruct(self, job: Job, progress) -> tuple[dict, dict]:
+        result = pipeline.reconstruct_strokes(job.strokes, device=self.device,
+                                              progress=lambda message, fraction: progress(message, fraction), **job.params)
         summary = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
                    "faces": int(len(result.faces)), "timings_s": result.timings}
+        if result.fit:
+            summary["fit"] = result.fit
         return (protocol.make_reply(job.request_id, "result", result=summary),
                 {"vertices": result.vertices, "faces": result.faces})
+
+    def _fit(self, job: Job, progress) -> tuple[dict, dict]:
+        """Fit the request's mesh; a cancel stops the fit and returns the best shape so far."""
+        from .fitting import FitCancelled
+
+        def fit_progress(message: str, fraction: float, vertices) -> None:
+            try:
+                progress(message, fraction, vertices)
+            except Cancelled:
+                raise FitCancelled() from None
+
+        vertices, faces = job.mesh
+        started = time.perf_counter()
+        fitted = pipeline.fit_strokes(vertices, faces, job.strokes, device=self.device, progress=fit_progress,
+                                      **job.params)
+        defects = protocol.mesh_defects(faces)
+        summary = {"device": self.device, "vertices": int(len(vertices)), "fit": fitted.summary,
+                   "warnings": [defects] if defects else [],
+                   "timings_s": {"refine": time.perf_counter() - started}}
+        return protocol.make_reply(job.request_id, "result", result=summary), {"vertices": fitted.vertices}
 
 
 def read_sketch(arrays: dict) -> dict:
@@ -251,12 +292,16 @@ def read_sketch(arrays: dict) -> dict:
 
 def read_reconstruct_params(params: dict) -> dict:
     """The keyword arguments of :func:`pipeline.reconstruct_strokes`, validated."""
-    if protocol.check_int(params, "refine", 0, 10_000, 0):
-        raise ProtocolError("unavailable", "Fit to strokes is not available in this server version yet; use refine 0.")
     return {
         "backend": protocol.check_choice(params, "backend", protocol.BACKENDS, "hull"),
         "detail": protocol.check_choice(params, "detail", protocol.DETAILS, "medium"),
+        "refine": protocol.check_int(params, "refine", 0, protocol.MAX_FIT_ITERATIONS, 0),
     }
+
+
+def read_fit_params(params: dict) -> dict:
+    """The keyword arguments of :func:`pipeline.fit_strokes`, validated."""
+    return {"iterations": protocol.check_int(params, "iterations", 1, protocol.MAX_FIT_ITERATIONS, 200)}
 
 
 def serve(host: str, port: int, device: str, token_file: Path | None,

@@ -26,6 +26,7 @@ POLL_S = 0.1
 CANCEL_GRACE_S = 5.0
 
 Progress = Callable[[str, float], None]
+ArraysCallback = Callable[[dict[str, np.ndarray]], None]
 
 
 class ServerError(Exception):
@@ -54,6 +55,16 @@ class ReconstructResult:
     info: dict
 
 
+@dataclass
+class FitResult:
+    """Fitted world vertices (same order as sent) and the server's report: ``info["fit"]``
+    has iou_before, iou_after, flipped_faces, iterations and cancelled; ``info["warnings"]``
+    lists sentences about the input mesh."""
+
+    vertices: np.ndarray  # (V, 3) float32
+    info: dict
+
+
 def unreachable_message(host: str, port: int) -> str:
     return (f"The Sketch2Mesh server is not running at {host}:{port}; start it from the "
             "Sketch2Mesh panel or check the Server Python preference.")
@@ -77,12 +88,15 @@ def connect(host: str, port: int, timeout: float = CONNECT_TIMEOUT_S) -> socket.
 def request(host: str, port: int, token: str, op: str, params: dict | None = None,
             arrays: dict[str, np.ndarray] | None = None, *, on_progress: Progress | None = None,
             cancel: threading.Event | None = None, request_id: str | None = None,
-            idle_timeout: float = IDLE_TIMEOUT_S) -> protocol.Message:
-    """Send one request and wait for its result, passing progress replies to ``on_progress``.
+            idle_timeout: float = IDLE_TIMEOUT_S, on_arrays: ArraysCallback | None = None,
+            keep_cancelled_result: bool = False) -> protocol.Message:
+    """Send one request and wait for its result, passing progress replies to ``on_progress``
+    (and the arrays some of them carry to ``on_arrays``).
 
     Setting ``cancel`` asks the server, on a second connection, to cancel the job; the
-    call then raises :class:`Cancelled`, even if the result arrives meanwhile, and at the
-    latest after a short grace period."""
+    call then raises :class:`Cancelled`, at the latest after a short grace period, even if
+    the result arrives meanwhile, unless ``keep_cancelled_result`` (a cancelled fit still
+    answers with its best shape so far)."""
     request_id = request_id or uuid.uuid4().hex
     sock = connect(host, port)
     try:
@@ -91,14 +105,16 @@ def request(host: str, port: int, token: str, op: str, params: dict | None = Non
         except OSError:
             raise ServerError("disconnected", f"The Sketch2Mesh server at {host}:{port} closed the connection "
                                               "while the request was being sent.") from None
-        return _await_result(sock, host, port, token, request_id, on_progress, cancel, idle_timeout)
+        return _await_result(sock, host, port, token, request_id, on_progress, cancel, idle_timeout,
+                             on_arrays, keep_cancelled_result)
     finally:
         sock.close()
 
 
 def _await_result(sock: socket.socket, host: str, port: int, token: str, request_id: str,
                   on_progress: Progress | None, cancel: threading.Event | None,
-                  idle_timeout: float) -> protocol.Message:
+                  idle_timeout: float, on_arrays: ArraysCallback | None = None,
+                  keep_cancelled_result: bool = False) -> protocol.Message:
     last_heard, cancel_sent_at = time.monotonic(), None
     while True:
         now = time.monotonic()
@@ -128,9 +144,11 @@ def _await_result(sock: socket.socket, host: str, port: int, token: str, request
         if kind == "progress":
             if on_progress is not None:
                 on_progress(str(header.get("message", "")), _fraction(header.get("fraction")))
+            if on_arrays is not None and reply.arrays:
+                on_arrays(reply.arrays)
             continue
         if kind == "result":
-            if cancel_sent_at is not None:
+            if cancel_sent_at is not None and not keep_cancelled_result:
                 raise Cancelled("cancelled", "Cancelled.")
             return reply
         if kind == "error":
@@ -196,3 +214,30 @@ def reconstruct(host: str, port: int, token: str, strokes: dict[str, list[np.nda
         raise ServerError("bad_reply", "The Sketch2Mesh server sent faces that point past its vertices.")
     return ReconstructResult(np.asarray(vertices, np.float32), np.asarray(faces, np.int32),
                              dict(reply.header.get("result") or {}))
+
+
+def fit(host: str, port: int, token: str, vertices: np.ndarray, faces: np.ndarray,
+        strokes: dict[str, list[np.ndarray]], *, iterations: int = 200, on_progress: Progress | None = None,
+        on_vertices: Callable[[np.ndarray], None] | None = None,
+        cancel: threading.Event | None = None) -> FitResult:
+    """Fit to strokes: send a world-space mesh and a sketch, get the fitted vertices back.
+
+    ``on_vertices`` receives the current (V, 3) vertices every few iterations. Cancelling
+    returns the best shape found so far (``info["fit"]["cancelled"]`` is then true)."""
+    arrays = protocol.pack_mesh(vertices, faces)
+    for view, view_strokes in strokes.items():
+        if view_strokes:
+            arrays.update(protocol.pack_strokes(view, view_strokes))
+    count = len(arrays["mesh.vertices"])
+
+    def relay(received: dict[str, np.ndarray]) -> None:
+        current = received.get("vertices")
+        if on_vertices is not None and current is not None and current.shape == (count, 3):
+            on_vertices(np.asarray(current, np.float32))
+
+    reply = request(host, port, token, "fit", {"iterations": int(iterations)}, arrays, on_progress=on_progress,
+                    cancel=cancel, on_arrays=relay, keep_cancelled_result=True)
+    fitted = reply.arrays.get("vertices")
+    if fitted is None or fitted.shape != (count, 3) or not np.all(np.isfinite(fitted)):
+        raise ServerError("bad_reply", "The Sketch2Mesh server answered the fit without usable vertices.")
+    return FitResult(np.asarray(fitted, np.float32), dict(reply.header.get("result") or {}))

@@ -51,6 +51,8 @@ DTYPES = ("<f4", "<f8", "<i4", "<i8", "<u1", "<u4")
 VIEW_NAMES = ("front", "side", "top")
 REQUIRED_VIEWS = ("front", "side")
 MAX_POINTS = 100_000
+MAX_MESH_VERTICES = 500_000
+MAX_FIT_ITERATIONS = 10_000
 BACKENDS = ("learned", "hull")
 DETAILS = ("low", "medium", "high")
 
@@ -277,6 +279,54 @@ def check_strokes(strokes: dict[str, list[np.ndarray]]) -> None:
         pts = np.concatenate([np.asarray(s)[:, :2] for s in usable])
         if np.ptp(pts[:, 0]) <= 0 or np.ptp(pts[:, 1]) <= 0:
             raise ProtocolError("bad_input", f"The {view} strokes are a single straight line; draw the object's outline.")
+
+
+# --- Mesh payloads (the ``fit`` op) -------------------------------------------------
+
+
+def pack_mesh(vertices: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
+    """``mesh.vertices`` (V, 3) float32 world positions and ``mesh.faces`` (F, 3) int32."""
+    return {"mesh.vertices": np.ascontiguousarray(vertices, np.float32).reshape(-1, 3),
+            "mesh.faces": np.ascontiguousarray(faces, np.int32).reshape(-1, 3)}
+
+
+def unpack_mesh(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_mesh`, validated with :func:`check_mesh`."""
+    vertices, faces = arrays.get("mesh.vertices"), arrays.get("mesh.faces")
+    if vertices is None or faces is None:
+        raise ProtocolError("bad_input", "A fit request needs the arrays mesh.vertices and mesh.faces.")
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3 or faces.dtype.kind not in "iu":
+        raise ProtocolError("bad_input", "mesh.vertices must be (V, 3) floats and mesh.faces (F, 3) integers.")
+    vertices, faces = vertices.astype(np.float32), faces.astype(np.int64)
+    check_mesh(vertices, faces)
+    return vertices, faces
+
+
+def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Reject meshes that cannot be fitted, with a sentence the user can act on."""
+    if len(faces) < 4 or len(vertices) < 4:
+        raise ProtocolError("bad_input", "The mesh has no volume to fit (fewer than 4 faces); pick a closed mesh.")
+    if len(vertices) > MAX_MESH_VERTICES:
+        raise ProtocolError("bad_input", f"The mesh has {len(vertices)} vertices, more than the {MAX_MESH_VERTICES} "
+                                         "Fit to strokes handles; decimate it first.")
+    if not np.all(np.isfinite(vertices)):
+        raise ProtocolError("bad_input", "The mesh has invalid (NaN or infinite) vertex positions.")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise ProtocolError("bad_input", "The mesh's faces refer to vertices it does not have.")
+
+
+def mesh_defects(faces: np.ndarray) -> str | None:
+    """A warning sentence when the mesh is not closed and manifold (every edge on exactly
+    two faces), else None. Fitting still runs: open edges simply count as outline."""
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    open_edges, shared = int((counts == 1).sum()), int((counts > 2).sum())
+    if not open_edges and not shared:
+        return None
+    parts = ([f"{open_edges} open edge(s)"] if open_edges else []) + ([f"{shared} edge(s) on more than two faces"] if shared else [])
+    return (f"The mesh is not closed and manifold ({', '.join(parts)}); the fit may tear or fold there. "
+            "Use Mesh > Clean Up or a remesh first for best results.")
 
 
 def check_choice(params: dict, key: str, choices: tuple[str, ...], default: str) -> str:

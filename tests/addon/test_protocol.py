@@ -162,3 +162,34 @@ def test_token_file_is_private(tmp_path):
 def test_error_reply_is_structured():
     header = protocol.error_reply("r", "bad_input", "Draw more.")
     assert json.loads(json.dumps(header))["error"] == {"code": "bad_input", "message": "Draw more."}
+
+
+def tetrahedron() -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
+            np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]], np.int32))
+
+
+def test_mesh_round_trips_through_a_frame():
+    vertices, faces = tetrahedron()
+    message = roundtrip({"op": "fit"}, protocol.pack_mesh(vertices, faces))
+    got_vertices, got_faces = protocol.unpack_mesh(message.arrays)
+    np.testing.assert_array_equal(got_vertices, vertices)
+    np.testing.assert_array_equal(got_faces, faces)
+
+
+@pytest.mark.parametrize("vertices, faces, words", [
+    (np.zeros((3, 3)), np.array([[0, 1, 2]]), "fewer than 4"),
+    (np.full((4, 3), np.nan), tetrahedron()[1], "NaN"),
+    (tetrahedron()[0], tetrahedron()[1] + 1, "refer to vertices"),
+])
+def test_unusable_meshes_are_refused_with_a_sentence(vertices, faces, words):
+    with pytest.raises(protocol.ProtocolError, match=words) as error:
+        protocol.check_mesh(vertices, faces)
+    assert error.value.code == "bad_input"
+
+
+def test_mesh_defects_names_open_and_non_manifold_edges():
+    vertices, faces = tetrahedron()
+    assert protocol.mesh_defects(faces) is None
+    assert "3 open edge(s)" in protocol.mesh_defects(faces[1:])
+    assert "more than two faces" in protocol.mesh_defects(np.concatenate([faces, faces[:1]]))

@@ -90,3 +90,23 @@ def test_unknown_output_format_is_refused(tmp_path):
     good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
     proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "hull", "--out", str(tmp_path / "m.stl"))
     assert proc.returncode != 0 and ".ply" in proc.stderr
+
+
+def test_refine_fits_the_mesh_and_reports_the_silhouettes(tmp_path):
+    front = outline_png(tmp_path / "f.png", (-0.5, -0.7, 0.3, 0.7))
+    side = outline_png(tmp_path / "s.png", (-0.4, -0.7, 0.4, 0.7), ellipse=False)
+    out, report = tmp_path / "mesh.ply", tmp_path / "report.json"
+    proc = reconstruct("--front", str(front), "--side", str(side), "--backend", "hull", "--detail", "low",
+                       "--refine", "20", "--device", "cpu", "--out", str(out), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(report.read_text())
+    assert rep["timings_s"]["refine"] > 0 and rep["fit"]["iterations"] <= 20
+    assert all(rep["fit"]["iou_after"][view] >= 0.97 for view in ("front", "side"))
+    assert "Fit to strokes" in proc.stdout and out.exists()
+
+
+def test_negative_refine_is_refused(tmp_path):
+    good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
+    out = tmp_path / "m.ply"
+    proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "hull", "--refine", "-1", "--out", str(out))
+    assert proc.returncode == 2 and "--refine" in proc.stderr and not out.exists()

@@ -135,9 +135,18 @@ def test_unknown_style_is_a_user_error(tiny_dataset, tmp_path):
                      "--report", str(tmp_path / "r.json"))
 
 
-def test_refine_is_refused_for_now(tiny_dataset, tmp_path):
+def test_refine_scores_the_mesh_before_and_after_fitting(tiny_dataset, tmp_path):
+    report, printed = evaluate_cli("--data", str(tiny_dataset), "--split", "all", "--backend", "hull", "--detail", "low",
+                                   "--refine", "3", "--limit", "1", "--report", str(tmp_path / "r.json"))
+    row = report["shapes"][0]
+    assert row["ok"] and row["fit"]["iterations"] == 3
+    assert np.isfinite(row["before_refine"]["chamfer"]) and np.isfinite(report["means_before_refine"]["chamfer"])
+    assert "before refine" in printed
+
+
+def test_refine_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="refine"):
-        evaluate_cli("--data", str(tiny_dataset), "--backend", "hull", "--refine", "2",
+        evaluate_cli("--data", str(tiny_dataset), "--backend", "hull", "--refine", "-2",
                      "--report", str(tmp_path / "r.json"))
 
 

@@ -121,12 +121,100 @@ def test_bad_sketches_get_an_error_and_the_server_keeps_serving(server, arrays, 
     ({"backend": "magic"}, "bad_request"),
     ({"detail": 3}, "bad_request"),
     ({"refine": -1}, "bad_request"),
+    ({"refine": protocol.MAX_FIT_ITERATIONS + 1}, "bad_request"),
     ({"backend": "learned"}, "unavailable"),
 ])
 def test_bad_parameters_are_refused(server, params, code):
     _, msg = server.call("reconstruct", params, sketch_arrays())
     assert msg.header["error"]["code"] == code, msg.header
     assert server.alive()
+
+
+def ellipsoid_mesh(scale: float = 0.8, subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The sketch_arrays ellipsoid (semi-axes 0.6, 0.4, 0.9 around (2, -1, 1)), shrunk by ``scale``."""
+    import open3d as o3d
+
+    mesh = o3d.geometry.TriangleMesh.create_icosahedron(1.0).subdivide_loop(subdivisions)
+    unit = np.asarray(mesh.vertices)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    vertices = unit * np.array([0.6, 0.4, 0.9]) * scale + np.array([2.0, -1.0, 1.0])
+    return vertices.astype(np.float32), np.asarray(mesh.triangles, np.int32)
+
+
+def test_fit_streams_live_vertices_and_returns_the_fitted_mesh(server):
+    vertices, faces = ellipsoid_mesh()
+    progress, msg = server.call("fit", {"iterations": 60}, sketch_arrays() | protocol.pack_mesh(vertices, faces))
+    assert msg.header["kind"] == "result", msg.header
+    fit = msg.header["result"]["fit"]
+    assert all(fit["iou_after"][v] > fit["iou_before"][v] + 0.1 and fit["iou_after"][v] > 0.95 for v in ("front", "side"))
+    assert msg.header["result"]["warnings"] == [] and fit["flipped_faces"] == 0
+    fitted = msg.arrays["vertices"]
+    assert fitted.shape == vertices.shape and np.isfinite(fitted).all()
+    lo, hi = fitted.min(0), fitted.max(0)
+    np.testing.assert_allclose(hi - lo, [1.2, 0.8, 1.8], atol=0.08)      # grown back onto the strokes
+    live = [p for p in progress if p.get("arrays")]
+    assert live and all(a["shape"] == [len(vertices), 3] for p in live for a in p["arrays"])
+    assert server.alive()
+
+
+def test_fit_warns_about_an_open_mesh(server):
+    vertices, faces = ellipsoid_mesh(subdivisions=2)
+    _, msg = server.call("fit", {"iterations": 3}, sketch_arrays() | protocol.pack_mesh(vertices, faces[1:]))
+    assert msg.header["kind"] == "result", msg.header
+    assert "open edge" in msg.header["result"]["warnings"][0]
+
+
+@pytest.mark.parametrize("mesh, code", [
+    ({}, "bad_input"),
+    (protocol.pack_mesh(np.full((12, 3), np.nan), np.zeros((20, 3), np.int32)), "bad_input"),
+    (protocol.pack_mesh(np.zeros((12, 3)), np.full((20, 3), 99)), "bad_input"),
+    (protocol.pack_mesh(np.zeros((3, 3)), np.array([[0, 1, 2]])), "bad_input"),
+    ({"mesh.vertices": np.zeros((12, 2), np.float32), "mesh.faces": np.zeros((20, 3), np.int32)}, "bad_input"),
+])
+def test_bad_fit_meshes_are_refused(server, mesh, code):
+    _, msg = server.call("fit", {"iterations": 5}, sketch_arrays() | mesh)
+    assert msg.header["error"]["code"] == code and msg.header["error"]["message"], msg.header
+    assert server.alive()
+
+
+def test_bad_fit_parameters_and_sketches_are_refused(server):
+    mesh = protocol.pack_mesh(*ellipsoid_mesh(subdivisions=1))
+    for params, arrays in [({"iterations": 0}, sketch_arrays()), ({"iterations": "many"}, sketch_arrays()),
+                           ({}, sketch_arrays(side=[]))]:
+        _, msg = server.call("fit", params, arrays | mesh)
+        assert msg.header["kind"] == "error", msg.header
+    assert server.alive()
+
+
+def test_cancelled_fit_answers_with_the_best_shape_so_far(server):
+    vertices, faces = ellipsoid_mesh()
+    outcome = {}
+
+    def run():
+        outcome["progress"], outcome["msg"] = server.call(
+            "fit", {"iterations": 5000}, sketch_arrays() | protocol.pack_mesh(vertices, faces), request_id="fit-job")
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "fit-job" not in server.call("ping")[1].header["result"]["jobs"]:
+        time.sleep(0.01)
+    time.sleep(1.0)
+    assert server.call("cancel", {"target": "fit-job"})[1].header["result"]["cancelled"]
+    worker.join(60)
+    msg = outcome["msg"]
+    assert msg.header["kind"] == "result", msg.header
+    assert msg.header["result"]["fit"]["cancelled"] and msg.header["result"]["fit"]["iterations"] < 5000
+    assert msg.arrays["vertices"].shape == vertices.shape
+    assert server.alive()
+
+
+def test_reconstruct_with_refine_reports_the_fit(server):
+    _, msg = server.call("reconstruct", {"backend": "hull", "detail": "low", "refine": 5}, sketch_arrays())
+    assert msg.header["kind"] == "result", msg.header
+    result = msg.header["result"]
+    assert result["fit"]["iterations"] == 5 and result["timings_s"]["refine"] > 0
+    assert set(result["fit"]["iou_after"]) == {"front", "side"}
 
 
 def test_wrong_token_is_refused(server):
