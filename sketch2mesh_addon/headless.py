@@ -255,6 +255,9 @@ def run(args: argparse.Namespace) -> None:
         bpy.ops.sketch2mesh.reconstruct(backend=args.backend.upper(), detail=args.detail.upper(),
                                         refine_iterations=args.refine)
         result = bpy.context.view_layer.objects.active
+        mesh_import = importlib.import_module(addon_module + ".mesh_import")
+        if mesh_import.FIT_PROPERTY in result:
+            print(f"Fit to strokes: {mesh_import.describe_fit(result[mesh_import.FIT_PROPERTY].to_dict())}")
         for path in args.out:
             export(path)
             print(f"Wrote {path}")

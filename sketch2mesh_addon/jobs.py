@@ -107,6 +107,35 @@ def reconstruct_work(settings: server_process.Settings, sketch: dict[str, list[n
     return work
 
 
+class Latest:
+    """The newest value a worker thread produced, for the main thread to take once."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._value = None
+
+    def put(self, value: Any) -> None:
+        with self._lock:
+            self._value = value
+
+    def take(self) -> Any:
+        with self._lock:
+            value, self._value = self._value, None
+        return value
+
+
+def fit_work(settings: server_process.Settings, sketch: dict[str, list[np.ndarray]], vertices: np.ndarray,
+             faces: np.ndarray, iterations: int, preview: Latest | None = None) -> Work:
+    """Work that makes sure a server runs, then fits the world-space mesh to ``sketch``;
+    the vertices streamed during the fit land in ``preview``."""
+    def work(progress: Progress, cancel: threading.Event) -> client.FitResult:
+        progress("Connecting to the server", 0.0)
+        server = server_process.ensure_server(settings, cancel)
+        return client.fit(server.host, server.port, server.token, vertices, faces, sketch, iterations=iterations,
+                          on_progress=progress, on_vertices=None if preview is None else preview.put, cancel=cancel)
+    return work
+
+
 def start_server_work(settings: server_process.Settings) -> Work:
     """Work that starts the managed server, unless one already answers, and waits until it is ready."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 import bpy
-from bpy.props import EnumProperty, IntProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from . import client, jobs, mesh_import, preferences, protocol, server_process, strokes
 
@@ -163,18 +163,23 @@ class JobOperator:
         if not job.done.is_set():
             return {"RUNNING_MODAL"}
         self._end(context)
+        if job.error is None and job.result is not None:   # a cancelled fit still brings its best shape
+            return self.finish(context, job.result)
+        self.abandon(context)
         if job.cancelled:
             self.report({"INFO"}, f"{job.title} cancelled.")
             return {"CANCELLED"}
-        if job.error is not None:
-            self.report({"ERROR"}, jobs.user_message(job.error))
-            return {"CANCELLED"}
-        return self.finish(context, job.result)
+        self.report({"ERROR"}, jobs.user_message(job.error or RuntimeError("the job ended without a result")))
+        return {"CANCELLED"}
 
     def cancel(self, context: bpy.types.Context) -> None:
         if self._job is not None:
             self._job.cancel.set()
         self._end(context)
+        self.abandon(context)
+
+    def abandon(self, context: bpy.types.Context) -> None:
+        """Undo anything shown while the job ran, when it ends without a result."""
 
     def _end(self, context: bpy.types.Context) -> None:
         if self._timer is not None:
@@ -250,29 +255,103 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
             return {"CANCELLED"}
         _to_object_mode(context)
         obj = mesh_import.add_result(context, sketch, result.vertices, result.faces, result.info)
+        if result.info.get("fit"):
+            mesh_import.store_fit_report(obj, result.info["fit"])
         seconds = float((result.info.get("timings_s") or {}).get("total", 0.0))
         self.report({"INFO"}, f"Reconstructed {obj.name}: {len(result.vertices)} vertices, "
                               f"{len(result.faces)} faces ({result.info.get('backend', '?')}, {seconds:.1f} s).")
         return {"FINISHED"}
 
 
-class SKETCH2MESH_OT_fit_strokes(bpy.types.Operator):
-    """Fit the active reconstructed mesh to the strokes of its sketch (into a shape key)"""
+class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
+    """Fit the active mesh's silhouettes to the strokes of its sketch, into the shape key Fitted"""
 
     bl_idname = "sketch2mesh.fit_strokes"
     bl_label = "Fit to Strokes"
     bl_options = {"REGISTER", "UNDO"}
 
-    iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
+    iterations: IntProperty(name="Iterations", description="Most optimisation steps (it stops early once converged)",
+                            default=200, min=1, max=10_000)
+    sketch: StringProperty(name="Sketch", description="Grease Pencil object to fit to (default: the one the mesh "
+                           "was reconstructed from, then the one picked in the Refine panel)", default="")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        cls.poll_message_set("Fit to strokes is not available yet; it arrives in a later version of Sketch2Mesh")
-        return False
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            cls.poll_message_set("Make a mesh active first")
+            return False
+        return True
+
+    def _prepare(self, context: bpy.types.Context):
+        """The mesh (world space, triangulated), the sketch's strokes and the job's work; None if unusable."""
+        obj = context.active_object
+        _to_object_mode(context)
+        sketch = mesh_import.fit_sketch(context, obj, self.sketch)
+        if sketch is None:
+            self.report({"ERROR"}, f"{obj.name} has no sketch to fit to: reconstruct it from a sketch, or pick "
+                                   "the sketch in the Refine panel.")
+            return None
+        context.view_layer.update()
+        sketch_strokes = strokes.read_sketch(sketch)
+        vertices, faces = mesh_import.world_triangles(obj)
+        try:
+            protocol.check_strokes(sketch_strokes)
+            protocol.check_mesh(vertices, faces)
+        except protocol.ProtocolError as exc:
+            self.report({"ERROR"}, exc.message)
+            return None
+        defects = protocol.mesh_defects(faces)
+        if defects:
+            self.report({"WARNING"}, defects)
+        self._object_name, self._preview = obj.name, jobs.Latest()
+        self._shape = mesh_import.FittedShape(obj)
+        return jobs.fit_work(preferences.settings(context), sketch_strokes, vertices, faces, self.iterations,
+                             self._preview)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        self.report({"ERROR"}, "Fit to strokes is not available yet; it arrives in a later version of Sketch2Mesh.")
-        return {"CANCELLED"}
+        work = self._prepare(context)
+        if work is None:
+            return {"CANCELLED"}
+        try:
+            result = self.run_sync(work)
+        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
+            self.abandon(context)
+            self.report({"ERROR"}, jobs.user_message(exc))
+            return {"CANCELLED"}
+        return self.finish(context, result)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        work = self._prepare(context)
+        if work is None:
+            return {"CANCELLED"}
+        return self.start_job(context, "Fit to strokes", work)
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        current = self._preview.take() if event.type == "TIMER" else None
+        if current is not None and self._shape.alive():
+            self._shape.show(current)
+        return super().modal(context, event)
+
+    def abandon(self, context: bpy.types.Context) -> None:
+        if getattr(self, "_shape", None) is not None and self._shape.alive():
+            self._shape.restore()
+
+    def finish(self, context: bpy.types.Context, result: client.FitResult) -> set[str]:
+        if not self._shape.alive():
+            self.report({"ERROR"}, f"The mesh {self._object_name!r} was deleted while it was being fitted.")
+            return {"CANCELLED"}
+        self._shape.show(result.vertices)
+        fit = result.info.get("fit") or {}
+        mesh_import.store_fit_report(self._shape.obj, fit)
+        for warning in result.info.get("warnings") or []:
+            self.report({"WARNING"}, warning)
+        self.report({"INFO"}, f"Fitted {self._object_name} into shape key \"{mesh_import.FITTED_KEY}\" "
+                              f"({'cancelled, best so far' if fit.get('cancelled') else 'done'}): "
+                              f"{mesh_import.describe_fit(fit)}.")
+        return {"FINISHED"}
 
 
 class SKETCH2MESH_OT_server_start(JobOperator, bpy.types.Operator):

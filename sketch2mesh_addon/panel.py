@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, IntProperty, PointerProperty
 
-from . import jobs, preferences, server_process, strokes
+from . import jobs, mesh_import, preferences, server_process, strokes
 from .operators import BACKENDS, DETAILS
 
 
@@ -15,6 +15,8 @@ class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
     backend: EnumProperty(name="Backend", items=BACKENDS, default="HULL")
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
     fit_iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
+    fit_sketch: PointerProperty(name="Sketch", type=bpy.types.Object, poll=lambda self, obj: strokes.is_sketch(obj),
+                                description="Sketch to fit to when the mesh was not reconstructed from one")
 
 
 class Sketch2MeshPanel:
@@ -74,8 +76,27 @@ class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         props = context.scene.sketch2mesh
+        obj = context.active_object
+        source = bpy.data.objects.get(str(obj.get(mesh_import.SOURCE_PROPERTY, ""))) if obj is not None else None
+        if source is not None:
+            layout.label(text=f"Sketch: {source.name}", icon="GREASEPENCIL")
+        else:
+            layout.prop(props, "fit_sketch")
         layout.prop(props, "fit_iterations")
-        layout.operator("sketch2mesh.fit_strokes", icon="MOD_SHRINKWRAP").iterations = props.fit_iterations
+        job = jobs.current()
+        if job is None:
+            layout.operator("sketch2mesh.fit_strokes", icon="MOD_SHRINKWRAP").iterations = props.fit_iterations
+        else:
+            layout.progress(factor=job.fraction, type="BAR", text=f"{job.title}: {job.message}")
+            layout.operator("sketch2mesh.cancel", icon="CANCEL")
+        fit = obj.get(mesh_import.FIT_PROPERTY) if obj is not None else None
+        if fit:
+            box = layout.box()
+            box.label(text="Silhouette IoU, before -> after" + ("  (cancelled)" if fit.get("cancelled") else ""))
+            after = fit.get("iou_after", {})
+            for view, before in fit.get("iou_before", {}).items():
+                box.label(text=f"{view.title()}: {before:.3f} -> {after.get(view, 0.0):.3f}")
+            box.label(text=f"{fit.get('flipped_faces', 0)} flipped faces, {fit.get('iterations', 0)} iterations")
 
 
 CLASSES = (

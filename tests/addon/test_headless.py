@@ -87,10 +87,13 @@ def test_blender_style_arguments_reconstruct_the_loaded_file(sketch_blend, serve
     bpy.ops.wm.open_mainfile(filepath=str(sketch_blend))
     out = tmp_path / "from_blender.ply"
     argv = ["blender", "-b", str(sketch_blend), "-P", str(SCRIPT), "--", "--sketch", "Sketch",
-            "--port", str(server["port"]), "--out", str(out)]
+            "--port", str(server["port"]), "--refine", "5", "--out", str(out)]
     assert headless.main(argv) == 0
     assert out.is_file() and out.read_bytes().startswith(b"ply")
-    assert bpy.data.objects["Sketch_mesh"][mesh_import.SOURCE_PROPERTY] == "Sketch"
+    result = bpy.data.objects["Sketch_mesh"]
+    assert result[mesh_import.SOURCE_PROPERTY] == "Sketch"
+    fit = result[mesh_import.FIT_PROPERTY]
+    assert fit["iterations"] == 5 and min(fit["iou_after"].values()) > 0.95
 
 
 def test_headless_missing_file_is_one_line(tmp_path):

@@ -34,12 +34,6 @@ def test_view_operator_makes_the_matching_layer_active(scene):
     assert obj.data.layers.active == strokes.find_layer(obj, "Side")
 
 
-def test_fit_strokes_is_registered_but_not_available_yet(scene):
-    assert hasattr(bpy.types, "SKETCH2MESH_OT_fit_strokes")
-    with pytest.raises(RuntimeError, match="not available yet"):
-        bpy.ops.sketch2mesh.fit_strokes(iterations=10)
-
-
 def test_sidebar_tab_has_the_four_sections(addon):
     panels = [bpy.types.SKETCH2MESH_PT_server, bpy.types.SKETCH2MESH_PT_sketch,
               bpy.types.SKETCH2MESH_PT_reconstruct, bpy.types.SKETCH2MESH_PT_refine]
@@ -50,6 +44,7 @@ def test_sidebar_tab_has_the_four_sections(addon):
 def test_reconstruct_and_server_operators_declare_undo():
     assert "UNDO" in bpy.types.SKETCH2MESH_OT_reconstruct.bl_options
     assert "UNDO" in bpy.types.SKETCH2MESH_OT_new_sketch.bl_options
+    assert "UNDO" in bpy.types.SKETCH2MESH_OT_fit_strokes.bl_options
 
 
 @pytest.mark.slow
