@@ -459,11 +459,16 @@ def _edge_pixels(mask: np.ndarray, view: View) -> np.ndarray:
 
 @contextlib.contextmanager
 def _deterministic(device: torch.device):
-    """Seeded torch for the duration of a fit. Every CPU kernel used here is deterministic
-    (``torch.use_deterministic_algorithms`` is not switched on: importing it costs seconds)."""
-    state = torch.get_rng_state()
+    """Seeded torch for the duration of a fit, on one CPU thread: the fit's many small
+    kernels run faster without thread hand-offs (measured: 133 vs 162 ms per iteration on
+    a 24k-face mesh, 2 cores). Every CPU kernel used here is deterministic;
+    ``torch.use_deterministic_algorithms`` is not switched on, as importing it costs seconds."""
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
     torch.manual_seed(0)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_rng_state(state)
+        torch.set_num_threads(threads)

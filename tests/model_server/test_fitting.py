@@ -161,3 +161,21 @@ def test_overlay_png_draws_strokes_over_silhouette(tmp_path):
     assert image.shape == (RES, RES, 3)
     red = (image[..., 0] > 200) & (image[..., 1] < 60)
     assert red.sum() > 50
+
+
+def test_image_only_outline_lies_on_the_silhouettes_edge():
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True                      # pixels 2..5: edges at plane coordinates -0.5 and 0.5
+    points = outline_points(mask, [], INPUT_VIEWS["front"])
+    assert len(points) == 16
+    np.testing.assert_allclose([points[:, 0].min(), points[:, 0].max(), points[:, 1].min(), points[:, 1].max()],
+                               [-0.5, 0.5, -0.5, 0.5], atol=1e-6)
+
+
+def test_fit_leaves_torchs_thread_count_and_random_state_alone():
+    import torch
+
+    threads, state = torch.get_num_threads(), torch.get_rng_state()
+    vertices, faces = icosphere(1)
+    fit_to_strokes(vertices, faces, ellipse_targets(), iterations=2)
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), state)
