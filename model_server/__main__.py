@@ -96,10 +96,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         args.report.write_text(json.dumps(report, indent=2))
     print(f"Wrote {args.out} ({report['vertices']} vertices, {report['faces']} faces) in {timings['total']:.2f} s")
     if result.fit:
-        ious = ", ".join(f"{view} {before:.3f} -> {result.fit['iou_after'][view]:.3f}"
-                         for view, before in result.fit["iou_before"].items())
-        print(f"Fit to strokes: {result.fit['iterations']} iterations, silhouette IoU {ious}, "
-              f"{result.fit['flipped_faces']} flipped faces")
+        print(f"Fit to strokes: {protocol.describe_fit(result.fit)}")
 
 
 def main(argv: list[str] | None = None) -> int:

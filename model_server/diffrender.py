@@ -198,17 +198,19 @@ def _nearest_segment(queries: torch.Tensor, segments: torch.Tensor) -> torch.Ten
     t = (step.to(a.dtype) + 0.5) / count[owner].to(a.dtype)
     samples = a[owner] + t[:, None] * e[owner]
     k = min(CANDIDATES, len(samples))
-    candidates = owner[_k_nearest(queries, samples, k)]                         # (N, k)
+    candidates = owner[k_nearest(queries, samples, k)]                         # (N, k)
     ends = segments[candidates.reshape(-1)]
     distance = _segment_distance(queries.repeat_interleave(k, 0), ends[:, 0], ends[:, 1]).reshape(-1, k)
     return candidates.gather(1, distance.argmin(1, keepdim=True)).squeeze(1)
 
 
-def _k_nearest(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, k) indices of the k points nearest each query: a k-d tree on the CPU, blocked
-    brute force on a GPU (where a (block, P) distance table is cheap)."""
+def k_nearest(queries: torch.Tensor, points: torch.Tensor, k: int = 1,
+              tree: cKDTree | None = None) -> torch.Tensor:
+    """(N, k) indices of the k points nearest each query: a k-d tree on the CPU (``tree``,
+    when given, is one already built over ``points``), blocked brute force on a GPU (where
+    a (block, P) distance table is cheap). No gradient."""
     if queries.device.type == "cpu":
-        _, index = cKDTree(points.numpy()).query(queries.numpy(), k=k)
+        _, index = (tree if tree is not None else cKDTree(points.numpy())).query(queries.numpy(), k=k)
         return torch.as_tensor(np.asarray(index).reshape(len(queries), k), dtype=torch.long)
     blocks = [torch.cdist(block, points).topk(k, dim=1, largest=False).indices
               for block in queries.split(max(1, 2 ** 24 // max(1, len(points))))]

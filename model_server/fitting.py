@@ -37,7 +37,7 @@ from scipy import sparse
 from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
-from .diffrender import DEFAULT_SIGMA, mesh_edges, render_silhouette
+from .diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
 from .metrics import silhouette_iou
 from .silhouette import signed_distance
 from .views import INPUT_VIEWS, View
@@ -187,20 +187,19 @@ class _Problem:
     def optimise(self, iterations: int, progress: FitProgress | None):
         u = (self.system @ self.x0).clone().requires_grad_(True)
         optimiser = _UniformAdam(u, LEARNING_RATE)
-        x_guess = self.x0.clone()
         best_loss, best_x, history = float("inf"), self.x0.clone(), []
         log: list[dict[str, float]] = []
         stopped_early = cancelled = False
         for step in range(iterations):
             x = _Solve.apply(u, self.system)
-            x_guess = x.detach()
+            current = x.detach()
             total, terms = self.loss(x)
             log.append({"iteration": step, "total": float(total.detach())}
                        | {k: float(v.detach()) for k, v in terms.items()}
                        | {f"{k}_weight": getattr(self.weights, k) for k in terms})
             value = log[-1]["total"]
             if value < best_loss:
-                best_loss, best_x = value, x_guess.clone()
+                best_loss, best_x = value, current.clone()
             history.append(best_loss)
             if len(history) > EARLY_STOP_WINDOW and history[-EARLY_STOP_WINDOW - 1] - best_loss < EARLY_STOP_TOLERANCE:
                 stopped_early = True
@@ -211,7 +210,7 @@ class _Problem:
             if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
                 try:
                     progress(f"Fitting: iteration {step + 1}/{iterations}, loss {best_loss:.4f}",
-                             (step + 1) / iterations, x_guess.cpu().numpy())
+                             (step + 1) / iterations, current.cpu().numpy())
                 except FitCancelled:
                     cancelled = True
                     break
@@ -256,8 +255,8 @@ class _Problem:
         if len(outer) == 0:
             return x.sum() * 0.0
         with torch.no_grad():   # match without the graph, then differentiate the matched pairs only
-            to_outline = _nearest(outer, outline, self.outline_trees.get(name))
-            to_rim = _nearest(outline, outer)
+            to_outline = k_nearest(outer, outline, tree=self.outline_trees.get(name))[:, 0]
+            to_rim = k_nearest(outline, outer)[:, 0]
         rim_to_outline = _length(outer - outline[to_outline]).mean()
         outline_to_rim = _length(outer[to_rim] - outline).mean()
         return 0.5 * (rim_to_outline + outline_to_rim)
@@ -391,14 +390,6 @@ def _anchor_metric(views: list[View], weights: FitWeights, device) -> torch.Tens
     unseen = eigenvectors[:, eigenvalues < 1e-6]
     metric = np.eye(3) + (weights.unseen_anchor_factor - 1.0) * unseen @ unseen.T
     return torch.as_tensor(metric, dtype=torch.float32, device=device)
-
-
-def _nearest(queries: torch.Tensor, points: torch.Tensor, tree: cKDTree | None = None) -> torch.Tensor:
-    """(N,) index of the point nearest each query: a k-d tree on the CPU, cdist on a GPU."""
-    if queries.device.type != "cpu":
-        return torch.cat([torch.cdist(block, points).argmin(dim=1) for block in queries.split(4096)])
-    tree = tree if tree is not None else cKDTree(points.numpy())
-    return torch.as_tensor(tree.query(queries.numpy())[1], dtype=torch.long)
 
 
 def _soft_iou(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -253,8 +253,7 @@ class ModelServer:
         return reply
 
     def _reconstruct(self, job: Job, progress) -> tuple[dict, dict]:
-        result = pipeline.reconstruct_strokes(job.strokes, device=self.device,
-                                              progress=lambda message, fraction: progress(message, fraction), **job.params)
+        result = pipeline.reconstruct_strokes(job.strokes, device=self.device, progress=progress, **job.params)
         summary = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
                    "faces": int(len(result.faces)), "timings_s": result.timings}
         if result.fit:
@@ -284,7 +283,7 @@ class ModelServer:
 
 
 def read_sketch(arrays: dict) -> dict:
-    """The strokes of a reconstruct request, validated."""
+    """The strokes of a reconstruct or fit request, validated."""
     strokes = protocol.unpack_strokes(arrays)
     protocol.check_strokes(strokes)
     return strokes

@@ -256,8 +256,9 @@ def run(args: argparse.Namespace) -> None:
                                         refine_iterations=args.refine)
         result = bpy.context.view_layer.objects.active
         mesh_import = importlib.import_module(addon_module + ".mesh_import")
+        protocol = importlib.import_module(addon_module + ".protocol")
         if mesh_import.FIT_PROPERTY in result:
-            print(f"Fit to strokes: {mesh_import.describe_fit(result[mesh_import.FIT_PROPERTY].to_dict())}")
+            print(f"Fit to strokes: {protocol.describe_fit(result[mesh_import.FIT_PROPERTY].to_dict())}")
         for path in args.out:
             export(path)
             print(f"Wrote {path}")

@@ -65,12 +65,17 @@ def select_only(context: bpy.types.Context, obj: bpy.types.Object) -> None:
     context.view_layer.objects.active = obj
 
 
+def source_sketch(obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The sketch ``obj`` was reconstructed from, if it still exists."""
+    source = bpy.data.objects.get(str(obj.get(SOURCE_PROPERTY, "")))
+    return source if source is not None and strokes.is_sketch(source) else None
+
+
 def fit_sketch(context: bpy.types.Context, obj: bpy.types.Object, name: str = "") -> bpy.types.Object | None:
     """The sketch to fit ``obj`` to: the one named, else the one it was reconstructed from,
     else the one picked in the Refine panel."""
     picked = getattr(getattr(context.scene, "sketch2mesh", None), "fit_sketch", None)
-    for candidate in (bpy.data.objects.get(name) if name else None,
-                      bpy.data.objects.get(str(obj.get(SOURCE_PROPERTY, ""))), picked):
+    for candidate in (bpy.data.objects.get(name) if name else None, source_sketch(obj), picked):
         if candidate is not None and strokes.is_sketch(candidate):
             return candidate
     return None
@@ -153,11 +158,3 @@ def store_fit_report(obj: bpy.types.Object, fit: dict) -> None:
         "iterations": int(fit.get("iterations", 0)),
         "cancelled": bool(fit.get("cancelled", False)),
     }
-
-
-def describe_fit(fit) -> str:
-    """'silhouette IoU front 0.912 -> 0.991, side ...; 0 flipped faces, 87 iterations'."""
-    before, after = dict(fit.get("iou_before") or {}), dict(fit.get("iou_after") or {})
-    ious = ", ".join(f"{view} {float(before[view]):.3f} -> {float(after.get(view, 0.0)):.3f}" for view in before)
-    return (f"silhouette IoU {ious or 'not measured'}; {int(fit.get('flipped_faces', 0))} flipped faces, "
-            f"{int(fit.get('iterations', 0))} iterations")

@@ -128,10 +128,37 @@ class SKETCH2MESH_OT_view(bpy.types.Operator):
 
 
 class JobOperator:
-    """Shared modal machinery: run a job in a worker thread, poll it, report the outcome."""
+    """Shared machinery of the operators that run a job: ``prepare`` checks the input and
+    returns the work; ``execute`` (scripts, background mode) runs it here, ``invoke`` (the
+    UI) runs it in a worker thread polled from a modal timer; ``finish`` uses the result."""
 
+    job_title = ""
     _timer = None
     _job: jobs.Job | None = None
+
+    def prepare(self, context: bpy.types.Context) -> jobs.Work | None:
+        """The job's work, or None after reporting why the input is unusable."""
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        work = self.prepare(context)
+        if work is None:
+            return {"CANCELLED"}
+        try:
+            result = self.run_sync(work)
+        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
+            self.abandon(context)
+            self.report({"ERROR"}, jobs.user_message(exc))
+            return {"CANCELLED"}
+        return self.finish(context, result)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        work = self.prepare(context)
+        if work is None:
+            return {"CANCELLED"}
+        return self.start_job(context, self.job_title, work)
 
     def start_job(self, context: bpy.types.Context, title: str, work: jobs.Work) -> set[str]:
         try:
@@ -199,6 +226,7 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
     bl_idname = "sketch2mesh.reconstruct"
     bl_label = "Reconstruct from Sketch"
     bl_options = {"REGISTER", "UNDO"}
+    job_title = "Reconstruct"
 
     backend: EnumProperty(name="Backend", items=BACKENDS, default="HULL")
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
@@ -212,8 +240,7 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
             return False
         return True
 
-    def _prepare(self, context: bpy.types.Context):
-        """The sketch object, its strokes and the job's work; reports and returns None if the sketch is unusable."""
+    def prepare(self, context: bpy.types.Context) -> jobs.Work | None:
         obj = context.active_object
         context.view_layer.update()
         sketch = strokes.read_sketch(obj)
@@ -222,31 +249,9 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
         except protocol.ProtocolError as exc:
             self.report({"ERROR"}, exc.message)
             return None
-        work = jobs.reconstruct_work(preferences.settings(context), sketch, self.backend.lower(),
+        self._sketch_name = obj.name
+        return jobs.reconstruct_work(preferences.settings(context), sketch, self.backend.lower(),
                                      self.detail.lower(), self.refine_iterations)
-        return obj.name, work
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        prepared = self._prepare(context)
-        if prepared is None:
-            return {"CANCELLED"}
-        sketch_name, work = prepared
-        try:
-            result = self.run_sync(work)
-        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
-            self.report({"ERROR"}, jobs.user_message(exc))
-            return {"CANCELLED"}
-        self._sketch_name = sketch_name
-        return self.finish(context, result)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background:
-            return self.execute(context)
-        prepared = self._prepare(context)
-        if prepared is None:
-            return {"CANCELLED"}
-        self._sketch_name, work = prepared
-        return self.start_job(context, "Reconstruct", work)
 
     def finish(self, context: bpy.types.Context, result: client.ReconstructResult) -> set[str]:
         sketch = bpy.data.objects.get(self._sketch_name)
@@ -269,6 +274,7 @@ class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
     bl_idname = "sketch2mesh.fit_strokes"
     bl_label = "Fit to Strokes"
     bl_options = {"REGISTER", "UNDO"}
+    job_title = "Fit to strokes"
 
     iterations: IntProperty(name="Iterations", description="Most optimisation steps (it stops early once converged)",
                             default=200, min=1, max=10_000)
@@ -283,8 +289,8 @@ class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
             return False
         return True
 
-    def _prepare(self, context: bpy.types.Context):
-        """The mesh (world space, triangulated), the sketch's strokes and the job's work; None if unusable."""
+    def prepare(self, context: bpy.types.Context) -> jobs.Work | None:
+        """Fit the active mesh's basis, triangulated in world space, to the sketch's strokes."""
         obj = context.active_object
         _to_object_mode(context)
         sketch = mesh_import.fit_sketch(context, obj, self.sketch)
@@ -309,26 +315,6 @@ class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
         return jobs.fit_work(preferences.settings(context), sketch_strokes, vertices, faces, self.iterations,
                              self._preview)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        work = self._prepare(context)
-        if work is None:
-            return {"CANCELLED"}
-        try:
-            result = self.run_sync(work)
-        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
-            self.abandon(context)
-            self.report({"ERROR"}, jobs.user_message(exc))
-            return {"CANCELLED"}
-        return self.finish(context, result)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background:
-            return self.execute(context)
-        work = self._prepare(context)
-        if work is None:
-            return {"CANCELLED"}
-        return self.start_job(context, "Fit to strokes", work)
-
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         current = self._preview.take() if event.type == "TIMER" else None
         if current is not None and self._shape.alive():
@@ -336,7 +322,7 @@ class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
         return super().modal(context, event)
 
     def abandon(self, context: bpy.types.Context) -> None:
-        if getattr(self, "_shape", None) is not None and self._shape.alive():
+        if self._shape.alive():
             self._shape.restore()
 
     def finish(self, context: bpy.types.Context, result: client.FitResult) -> set[str]:
@@ -350,7 +336,7 @@ class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Fitted {self._object_name} into shape key \"{mesh_import.FITTED_KEY}\" "
                               f"({'cancelled, best so far' if fit.get('cancelled') else 'done'}): "
-                              f"{mesh_import.describe_fit(fit)}.")
+                              f"{protocol.describe_fit(fit)}.")
         return {"FINISHED"}
 
 
@@ -360,19 +346,10 @@ class SKETCH2MESH_OT_server_start(JobOperator, bpy.types.Operator):
     bl_idname = "sketch2mesh.server_start"
     bl_label = "Start Server"
     bl_options = {"REGISTER"}
+    job_title = "Start server"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            connection = self.run_sync(jobs.start_server_work(preferences.settings(context)))
-        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
-            self.report({"ERROR"}, jobs.user_message(exc))
-            return {"CANCELLED"}
-        return self.finish(context, connection)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background:
-            return self.execute(context)
-        return self.start_job(context, "Start server", jobs.start_server_work(preferences.settings(context)))
+    def prepare(self, context: bpy.types.Context) -> jobs.Work:
+        return jobs.start_server_work(preferences.settings(context))
 
     def finish(self, context: bpy.types.Context, connection: server_process.Connection) -> set[str]:
         device = connection.status.get("device", "?")

@@ -19,6 +19,16 @@ class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
                                 description="Sketch to fit to when the mesh was not reconstructed from one")
 
 
+def draw_running_job(layout: bpy.types.UILayout) -> bool:
+    """The running job's progress bar and a Cancel button, if a job runs; True then."""
+    job = jobs.current()
+    if job is None:
+        return False
+    layout.progress(factor=job.fraction, type="BAR", text=f"{job.title}: {job.message}")
+    layout.operator("sketch2mesh.cancel", icon="CANCEL")
+    return True
+
+
 class Sketch2MeshPanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -60,13 +70,9 @@ class SKETCH2MESH_PT_reconstruct(Sketch2MeshPanel, bpy.types.Panel):
         props = context.scene.sketch2mesh
         layout.prop(props, "backend")
         layout.prop(props, "detail")
-        job = jobs.current()
-        if job is None:
+        if not draw_running_job(layout):
             op = layout.operator("sketch2mesh.reconstruct", text="Reconstruct from Sketch", icon="MESH_MONKEY")
             op.backend, op.detail = props.backend, props.detail
-            return
-        layout.progress(factor=job.fraction, type="BAR", text=f"{job.title}: {job.message}")
-        layout.operator("sketch2mesh.cancel", icon="CANCEL")
 
 
 class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):
@@ -77,18 +83,14 @@ class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):
         layout = self.layout
         props = context.scene.sketch2mesh
         obj = context.active_object
-        source = bpy.data.objects.get(str(obj.get(mesh_import.SOURCE_PROPERTY, ""))) if obj is not None else None
+        source = mesh_import.source_sketch(obj) if obj is not None else None
         if source is not None:
             layout.label(text=f"Sketch: {source.name}", icon="GREASEPENCIL")
         else:
             layout.prop(props, "fit_sketch")
         layout.prop(props, "fit_iterations")
-        job = jobs.current()
-        if job is None:
+        if not draw_running_job(layout):
             layout.operator("sketch2mesh.fit_strokes", icon="MOD_SHRINKWRAP").iterations = props.fit_iterations
-        else:
-            layout.progress(factor=job.fraction, type="BAR", text=f"{job.title}: {job.message}")
-            layout.operator("sketch2mesh.cancel", icon="CANCEL")
         fit = obj.get(mesh_import.FIT_PROPERTY) if obj is not None else None
         if fit:
             box = layout.box()

@@ -329,6 +329,15 @@ def mesh_defects(faces: np.ndarray) -> str | None:
             "Use Mesh > Clean Up or a remesh first for best results.")
 
 
+def describe_fit(fit: dict) -> str:
+    """One line from a fit summary (the ``fit`` entry of a result): 'silhouette IoU front
+    0.912 -> 0.991, side ...; 0 flipped faces, 87 iterations'."""
+    before, after = dict(fit.get("iou_before") or {}), dict(fit.get("iou_after") or {})
+    ious = ", ".join(f"{view} {float(before[view]):.3f} -> {float(after.get(view, 0.0)):.3f}" for view in before)
+    return (f"silhouette IoU {ious or 'not measured'}; {int(fit.get('flipped_faces', 0))} flipped faces, "
+            f"{int(fit.get('iterations', 0))} iterations")
+
+
 def check_choice(params: dict, key: str, choices: tuple[str, ...], default: str) -> str:
     """Read a string parameter that must be one of ``choices``."""
     value = params.get(key, default)
