@@ -33,8 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_server import evaluate, fitting, pipeline, views  # noqa: E402
-from model_server.diffrender import mesh_edges, render_silhouette  # noqa: E402
+from model_server.evaluation import evaluate
+from model_server.fit import optimiser as fitting
+from model_server.reconstruct import pipeline
+from model_server.geometry import views  # noqa: E402
+from model_server.fit.diffrender import mesh_edges, render_silhouette  # noqa: E402
 
 EVAL_MESHES = ROOT.parent / "shared" / "eval-meshes"
 SPEED_ITERATIONS = 20
@@ -165,7 +168,7 @@ def main() -> None:
         speed_table(args.device)
     if args.skip_quality:
         return
-    from model_server import dataset
+    from model_server.learning.data import generate as dataset
 
     with tempfile.TemporaryDirectory() as folder:
         plan = dataset.make_plan(args.split_count, None, None, "z", 0, views.RESOLUTION)

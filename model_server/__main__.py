@@ -15,7 +15,7 @@ from pathlib import Path
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
-from .device import DEVICES, resolve_device
+from model_server.device import DEVICES, resolve_device
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb")
 
@@ -23,11 +23,11 @@ MESH_SUFFIXES = (".ply", ".obj", ".glb")
 # Commands whose arguments and code live in their own modules, imported only when used,
 # so that `serve` starts without importing the training stack.
 PLUGGED = {
-    "dataset": ("dataset", "add_arguments", "run", "generate a training dataset (procedural shapes and/or your meshes)"),
-    "dataset-preview": ("dataset", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
-    "train": ("train", "add_arguments", "run", "train the multi-view network (torchrun for several processes)"),
-    "evaluate": ("evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
-    "export-weights": ("checkpoint", "add_export_arguments", "run_export",
+    "dataset": ("model_server.learning.data.generate", "add_arguments", "run", "generate a training dataset (procedural shapes and/or your meshes)"),
+    "dataset-preview": ("model_server.learning.data.generate", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
+    "train": ("model_server.learning.train", "add_arguments", "run", "train the multi-view network (torchrun for several processes)"),
+    "evaluate": ("model_server.evaluation.evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
+    "export-weights": ("model_server.learning.checkpoint", "add_export_arguments", "run_export",
                        "write the compact fp16 inference weights of a training checkpoint"),
 }
 
@@ -60,14 +60,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     for name, (module, add, _, text) in PLUGGED.items():
         plugged = sub.add_parser(name, help=text, description=text)
         if name == chosen:
-            getattr(importlib.import_module(f".{module}", __package__), add)(plugged)
+            getattr(importlib.import_module(module), add)(plugged)
     return parser
 
 
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    from .server import serve
+    from model_server.server import serve
 
     if args.weights is not None and not args.weights.is_file():
         raise ValueError(f"weights file {args.weights} does not exist")
@@ -75,7 +75,8 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
-    from . import mesh_io, pipeline
+    from model_server.geometry import mesh_io
+    from model_server.reconstruct import pipeline
 
     started = time.perf_counter()
     if args.out.suffix.lower() not in MESH_SUFFIXES:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     if args.command in PLUGGED:
         module, _, run, _ = PLUGGED[args.command]
-        command = getattr(importlib.import_module(f".{module}", __package__), run)
+        command = getattr(importlib.import_module(module), run)
     else:
         command = run_serve if args.command == "serve" else run_reconstruct
     try:

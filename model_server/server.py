@@ -24,7 +24,7 @@ import numpy as np
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
-from . import pipeline
+from model_server.reconstruct import pipeline
 
 SERVER_VERSION = "0.1.0"
 
@@ -263,7 +263,7 @@ class ModelServer:
 
     def _fit(self, job: Job, progress) -> tuple[dict, dict]:
         """Fit the request's mesh; a cancel stops the fit and returns the best shape so far."""
-        from .fitting import FitCancelled
+        from model_server.fit.optimiser import FitCancelled
 
         def fit_progress(message: str, fraction: float, vertices) -> None:
             try:

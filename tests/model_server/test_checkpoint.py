@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from model_server import checkpoint as ckpt
-from model_server.networks import build_model, config_for, map_losses, network_input
+from model_server.learning import checkpoint as ckpt
+from model_server.learning.networks import build_model, config_for, map_losses, network_input
 
 TOY = config_for(32, width=8, view_width=2)
 

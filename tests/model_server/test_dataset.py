@@ -11,11 +11,13 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import dataset, meshes, views
+from model_server.learning.data import generate as dataset
+from model_server.learning.data import meshes
+from model_server.geometry import views
 from model_server.__main__ import main as cli
-from model_server.hull import surface_nets
-from model_server.maps import Maps
-from model_server.mesh_io import write_mesh
+from model_server.reconstruct.backends.hull import surface_nets
+from model_server.geometry.maps import Maps
+from model_server.geometry.mesh_io import write_mesh
 
 RES = 64
 
@@ -49,7 +51,7 @@ def make(out: Path, count: int | None = None, families=None, mesh_folder=None, s
 
 @pytest.fixture(scope="module")
 def procedural(tmp_path_factory) -> Path:
-    from model_server import shapes
+    from model_server.learning.data import shapes
 
     out = tmp_path_factory.mktemp("procedural")
     make(out, 3, list(shapes.FAMILIES[:3]))
@@ -57,7 +59,7 @@ def procedural(tmp_path_factory) -> Path:
 
 
 def test_files_follow_the_format(procedural):
-    from model_server import shapes
+    from model_server.learning.data import shapes
 
     meta = dataset.read_meta(procedural)
     assert meta == {"format": 1, "resolution": RES, "views": 14, "styles": ["clean", "sketchy", "suggestive"],
@@ -107,7 +109,7 @@ def test_sketches_outline_the_ground_truth_masks(procedural):
 
 @pytest.mark.slow
 def test_same_seed_same_arrays_whatever_the_workers(procedural, tmp_path):
-    from model_server import shapes
+    from model_server.learning.data import shapes
 
     make(tmp_path, 3, list(shapes.FAMILIES[:3]), workers=2)
     assert (tmp_path / "index.jsonl").read_text() == (procedural / "index.jsonl").read_text()
@@ -121,7 +123,7 @@ def test_same_seed_same_arrays_whatever_the_workers(procedural, tmp_path):
 def test_a_shape_depends_only_on_seed_and_index(tmp_path, procedural):
     """Shape 2 made on its own (after shapes 0 and 1 exist) equals shape 2 of a full run;
     another seed gives other sketches."""
-    from model_server import shapes
+    from model_server.learning.data import shapes
 
     families = list(shapes.FAMILIES[:3])
     plan = dataset.make_plan(3, families, None, "z", 5, RES)
@@ -176,7 +178,7 @@ def test_broken_mesh_is_skipped_with_a_warning(tmp_path, mesh_folder):
 
 
 def test_families_interleave_with_meshes(mesh_folder):
-    from model_server import shapes
+    from model_server.learning.data import shapes
 
     plan = dataset.make_plan(9, [shapes.FAMILIES[1], shapes.FAMILIES[0]], mesh_folder, "z", 0, RES)
     assert [plan.entry(i)["family"] for i in range(6)] == [shapes.FAMILIES[1], shapes.FAMILIES[0], "mesh"] * 2

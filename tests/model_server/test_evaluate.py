@@ -12,7 +12,9 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import dataset, evaluate, mesh_io
+from model_server.learning.data import generate as dataset
+from model_server.evaluation import evaluate
+from model_server.geometry import mesh_io
 from sketch2mesh_addon.protocol import ProtocolError
 
 RES = 128

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_server import fitting
-from model_server.fitting import FitCancelled, FitTarget, fit_to_strokes, outline_points
-from model_server.metrics import signed_volume
-from model_server.views import INPUT_VIEWS, plane_grid
+from model_server.fit import optimiser as fitting
+from model_server.fit.optimiser import FitCancelled, FitTarget, fit_to_strokes, outline_points
+from model_server.evaluation.metrics import signed_volume
+from model_server.geometry.views import INPUT_VIEWS, plane_grid
 
 RES = 64
 

@@ -2,10 +2,11 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import hull, views
-from model_server.metrics import closed_and_oriented, iou, signed_volume
-from model_server.rasterize import rasterize_strokes
-from model_server.silhouette import fill_silhouette
+from model_server.reconstruct.backends import hull
+from model_server.geometry import views
+from model_server.evaluation.metrics import closed_and_oriented, iou, signed_volume
+from model_server.sketch.rasterize import rasterize_strokes
+from model_server.sketch.silhouette import fill_silhouette
 from sketch2mesh_addon.protocol import ProtocolError
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import mesh_io, meshes
-from model_server.normalize import TARGET_EXTENT
+from model_server.geometry import mesh_io
+from model_server.learning.data import meshes
+from model_server.geometry.normalize import TARGET_EXTENT
 
 EVAL_MESHES = Path("/work/shared/eval-meshes")
 

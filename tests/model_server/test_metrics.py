@@ -6,9 +6,9 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import metrics
-from model_server.rasterize import rasterize_strokes
-from model_server.views import FRONT
+from model_server.evaluation import metrics
+from model_server.sketch.rasterize import rasterize_strokes
+from model_server.geometry.views import FRONT
 
 
 def sphere(radius: float, centre=(0.0, 0.0, 0.0), resolution: int = 60) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_server.networks import (DEFAULT_CONFIG, PatchDiscriminator, build_model, complete_config, config_for,
+from model_server.learning.networks import (DEFAULT_CONFIG, PatchDiscriminator, build_model, complete_config, config_for,
                                    gan_loss, input_channels, map_losses, network_input, parameter_count,
                                    predicted_maps, target_maps)
 

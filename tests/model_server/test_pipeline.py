@@ -3,11 +3,12 @@ import open3d as o3d
 import pytest
 from PIL import Image
 
-from model_server import pipeline, views
-from model_server.metrics import closed_and_oriented, signed_volume, silhouette_iou
-from model_server.normalize import fit_normalization
-from model_server.rasterize import rasterize_strokes
-from model_server.silhouette import fill_silhouette
+from model_server.reconstruct import pipeline
+from model_server.geometry import views
+from model_server.evaluation.metrics import closed_and_oriented, signed_volume, silhouette_iou
+from model_server.geometry.normalize import fit_normalization
+from model_server.sketch.rasterize import rasterize_strokes
+from model_server.sketch.silhouette import fill_silhouette
 from sketch2mesh_addon.protocol import ProtocolError
 
 TIMING_KEYS = {"rasterize", "predict", "fuse", "poisson", "refine", "total"}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_server.rasterize import load_png_sketch, rasterize_strokes
+from model_server.sketch.rasterize import load_png_sketch, rasterize_strokes
 from sketch2mesh_addon.protocol import ProtocolError
 
 

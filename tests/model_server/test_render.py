@@ -2,8 +2,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server import views
-from model_server.render import render_maps, render_silhouette
+from model_server.geometry import views
+from model_server.geometry.raycast import render_maps, render_silhouette
 
 
 @pytest.fixture(scope="module")

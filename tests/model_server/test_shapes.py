@@ -9,10 +9,10 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from model_server import shapes
-from model_server.hull import surface_nets
-from model_server.metrics import closed_and_oriented, signed_volume
-from model_server.shapes import FAMILIES, MAX_FACES, Scene, make_shape
+from model_server.learning.data import shapes
+from model_server.reconstruct.backends.hull import surface_nets
+from model_server.evaluation.metrics import closed_and_oriented, signed_volume
+from model_server.learning.data.shapes import FAMILIES, MAX_FACES, Scene, make_shape
 
 REQUIRED = ("chair", "table", "airplane", "quadruped", "humanoid", "lathe", "mug")
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from model_server.rasterize import rasterize_strokes
-from model_server.silhouette import fill_silhouette, signed_distance
+from model_server.sketch.rasterize import rasterize_strokes
+from model_server.sketch.silhouette import fill_silhouette, signed_distance
 
 
 @pytest.mark.parametrize("width", [2.0, 4.0, 8.0])

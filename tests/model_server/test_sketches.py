@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model_server import metrics, pipeline, sketches
-from model_server.hull import surface_nets
-from model_server.render import render_maps
-from model_server.views import INPUT_VIEWS
+from model_server.evaluation import metrics
+from model_server.reconstruct import pipeline
+from model_server.learning.data import sketches
+from model_server.reconstruct.backends.hull import surface_nets
+from model_server.geometry.raycast import render_maps
+from model_server.geometry.views import INPUT_VIEWS
 
 RES = 128
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_server import checkpoint as ckpt
-from model_server import train
+from model_server.learning import checkpoint as ckpt
+from model_server.learning import train
 
 TOY = ["--batch", "4", "--width", "8", "--workers", "0", "--device", "cpu"]
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from model_server import views
-from model_server.views import FRONT, INPUT_VIEWS, SIDE, TOP, VIEWS
+from model_server.geometry import views
+from model_server.geometry.views import FRONT, INPUT_VIEWS, SIDE, TOP, VIEWS
 
 
 def test_fourteen_views_front_side_then_icosahedron():

@@ -20,11 +20,11 @@ import numpy as np
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
-from .normalize import fit_normalization
-from .rasterize import load_png_sketch as _load_png_sketch
-from .rasterize import rasterize_strokes, resample_ink
-from .silhouette import fill_silhouette
-from .views import INPUT_VIEWS, RESOLUTION
+from model_server.geometry.normalize import fit_normalization
+from model_server.sketch.rasterize import load_png_sketch as _load_png_sketch
+from model_server.sketch.rasterize import rasterize_strokes, resample_ink
+from model_server.sketch.silhouette import fill_silhouette
+from model_server.geometry.views import INPUT_VIEWS, RESOLUTION
 
 Progress = Callable[[str, float], None]
 FitProgress = Callable[[str, float, "np.ndarray | None"], None]
@@ -110,7 +110,7 @@ def fit_strokes(vertices: np.ndarray, faces: np.ndarray, strokes: dict[str, list
     the filled silhouettes and outline strokes there, and the result is mapped back.
     ``progress(message, fraction, vertices)`` receives the current world vertices every
     few iterations; raising ``fitting.FitCancelled`` from it stops with the best so far."""
-    from . import fitting
+    from model_server.fit import optimiser as fitting
 
     protocol.check_strokes(strokes)
     protocol.check_mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int64))
@@ -158,7 +158,7 @@ def _silhouettes(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _fit_targets(silhouettes: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -> dict:
     """Fit to strokes targets per view: the filled silhouette and its outline strokes
     (the silhouette's edge where only an image was given)."""
-    from .fitting import FitTarget, outline_points
+    from model_server.fit.optimiser import FitTarget, outline_points
 
     return {view: FitTarget(mask, outline_points(mask, strokes.get(view, []), INPUT_VIEWS[view]))
             for view, mask in silhouettes.items()}
@@ -176,7 +176,8 @@ def _check_options(backend: str, detail: str) -> None:
 def _reconstruct(images: dict[str, np.ndarray], backend: str, detail: str, report: Progress,
                  timings: dict[str, float], started: float, refine: int,
                  strokes: dict[str, list[np.ndarray]], device: str) -> Result:
-    from . import fusion, hull
+    from model_server.reconstruct import fusion
+    from model_server.reconstruct.backends import hull
 
     t0 = time.perf_counter()
     silhouettes = _silhouettes(images)
@@ -206,7 +207,7 @@ def refine_result(result: Result, iterations: int, strokes: dict[str, list[np.nd
 
     ``strokes`` are the canonical view-plane strokes, when the sketch came as strokes;
     without them the silhouettes' edges stand in for the outline."""
-    from .fitting import fit_to_strokes
+    from model_server.fit.optimiser import fit_to_strokes
 
     t0 = time.perf_counter()
     report = progress or (lambda message, fraction: None)

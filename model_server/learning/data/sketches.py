@@ -1,7 +1,7 @@
 """Synthetic line drawings of a shape's input views, in several hand-drawn styles.
 
 The lines come from ground-truth renders of the input views (depth, camera-frame normals
-and mask, see :mod:`model_server.render`), found in image space:
+and mask, see :mod:`model_server.geometry.raycast`), found in image space:
 
 - silhouette: the mask's boundary (outer outline and holes), every style draws it;
 - depth discontinuities: neighbouring pixels whose depth jumps more than their normals
@@ -11,7 +11,7 @@ and mask, see :mod:`model_server.render`), found in image space:
   for DeCarlo et al.'s zero crossings of radial curvature.
 
 Line pixels are traced into chains, smoothed, turned into strokes and drawn with
-:func:`model_server.rasterize.rasterize_strokes`, so ink images share the pipeline's
+:func:`model_server.sketch.rasterize.rasterize_strokes`, so ink images share the pipeline's
 convention (float32 in [0, 1], 1 = ink). Styles differ in what happens to the strokes:
 "clean" keeps them steady; "sketchy" adds smooth jitter, overshoots, gaps, pressure
 (width) variation and occasional double strokes; "suggestive" adds the interior lines
@@ -29,10 +29,10 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .maps import Maps
-from .rasterize import rasterize_strokes
-from .render import render_maps
-from .views import CANVAS_EXTENT, INPUT_VIEWS, RESOLUTION
+from model_server.geometry.maps import Maps
+from model_server.sketch.rasterize import rasterize_strokes
+from model_server.geometry.raycast import render_maps
+from model_server.geometry.views import CANVAS_EXTENT, INPUT_VIEWS, RESOLUTION
 
 STYLES: tuple[str, ...] = ("clean", "sketchy", "suggestive")
 REFERENCE_RES = 256          # the resolution the pixel lengths below are tuned for

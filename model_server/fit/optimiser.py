@@ -37,10 +37,10 @@ from scipy import sparse
 from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
-from .diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
-from .metrics import silhouette_iou
-from .silhouette import signed_distance
-from .views import INPUT_VIEWS, View
+from model_server.fit.diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
+from model_server.evaluation.metrics import silhouette_iou
+from model_server.sketch.silhouette import signed_distance
+from model_server.geometry.views import INPUT_VIEWS, View
 
 FitProgress = Callable[[str, float, "np.ndarray | None"], None]
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .networks import MultiViewNet, build_model
+from model_server.learning.networks import MultiViewNet, build_model
 
 FORMAT = 1
 

@@ -20,10 +20,10 @@ from scipy import ndimage
 
 from sketch2mesh_addon.protocol import ProtocolError
 
-from .maps import Maps
-from .render import assemble_maps, cast
-from .silhouette import signed_distance
-from .views import INPUT_VIEWS, RESOLUTION, VIEWS, View, project
+from model_server.geometry.maps import Maps
+from model_server.geometry.raycast import assemble_maps, cast
+from model_server.sketch.silhouette import signed_distance
+from model_server.geometry.views import INPUT_VIEWS, RESOLUTION, VIEWS, View, project
 
 GRID_RESOLUTION = 128   # surface-net samples per axis over the canvas cube
 GRID_MARGIN = 3         # extra grid samples beyond the canvas on each side

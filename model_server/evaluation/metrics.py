@@ -12,9 +12,9 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
-from .render import render_silhouette
-from .silhouette import fill_silhouette
-from .views import View
+from model_server.geometry.raycast import render_silhouette
+from model_server.sketch.silhouette import fill_silhouette
+from model_server.geometry.views import View
 
 Mesh = tuple[np.ndarray, np.ndarray]   # (vertices (V, 3), faces (F, 3))
 

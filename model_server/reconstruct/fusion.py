@@ -35,10 +35,10 @@ from scipy import ndimage
 
 from sketch2mesh_addon.protocol import ProtocolError
 
-from .maps import Maps
-from .metrics import closed_and_oriented, signed_volume
-from .silhouette import disk
-from .views import VIEWS, View, project, normals_to_world, unproject
+from model_server.geometry.maps import Maps
+from model_server.evaluation.metrics import closed_and_oriented, signed_volume
+from model_server.sketch.silhouette import disk
+from model_server.geometry.views import VIEWS, View, project, normals_to_world, unproject
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from . import checkpoint as ckpt
-from . import dataset
-from .device import DEVICES, resolve_device
-from .networks import (PatchDiscriminator, build_model, config_for, gan_loss, map_losses, network_input,
+from model_server.learning import checkpoint as ckpt
+from model_server.learning.data import generate as dataset
+from model_server.device import DEVICES, resolve_device
+from model_server.learning.networks import (PatchDiscriminator, build_model, config_for, gan_loss, map_losses, network_input,
                        parameter_count, predicted_maps, target_maps)
-from .views import VIEWS
+from model_server.geometry.views import VIEWS
 
 COLUMNS = ("step", "epoch", "loss", "depth", "normal", "mask", "adv_g", "adv_d", "lr", "seconds")
 VAL_COLUMNS = ("step", "loss", "depth", "normal", "mask")

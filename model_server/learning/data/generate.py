@@ -35,10 +35,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import meshes, sketches
-from .maps import Maps
-from .render import render_maps
-from .views import INPUT_VIEWS, NUM_VIEWS, RESOLUTION, VIEWS
+from model_server.learning.data import meshes
+from model_server.learning.data import sketches
+from model_server.geometry.maps import Maps
+from model_server.geometry.raycast import render_maps
+from model_server.geometry.views import INPUT_VIEWS, NUM_VIEWS, RESOLUTION, VIEWS
 
 FORMAT = 1
 STYLES: tuple[str, ...] = sketches.STYLES
@@ -137,7 +138,7 @@ def _families(requested: Sequence[str] | None, with_meshes: bool) -> tuple[str, 
     """Procedural families to interleave (all by default, none with --meshes alone), plus 'mesh'."""
     if requested is None and with_meshes:
         return (MESH_FAMILY,)
-    from . import shapes
+    from model_server.learning.data import shapes
 
     chosen = tuple(requested) if requested is not None else tuple(shapes.FAMILIES)
     unknown = [f for f in chosen if f not in shapes.FAMILIES]
@@ -155,7 +156,7 @@ def shape_geometry(plan: Plan, index: int, rng: np.random.Generator) -> tuple[np
     """Canonical vertices and faces of shape ``index``; ShapeSkipped for an unusable mesh file."""
     family = plan.family(index)
     if family != MESH_FAMILY:
-        from . import shapes
+        from model_server.learning.data import shapes
 
         return shapes.make_shape(family, rng, SHAPE_GRID)
     path, repeat = plan.mesh_file(index)

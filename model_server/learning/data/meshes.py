@@ -3,7 +3,7 @@
 Reads OBJ, PLY, OFF, STL, GLB and glTF with open3d. A mesh is rotated so its up axis
 becomes +Z (``up="y"`` is a +90° turn about X, as for the evaluation meshes), its
 bounding box is centred on the origin and its largest extent scaled to
-:data:`model_server.normalize.TARGET_EXTENT`. Coincident vertices are merged so vertex
+:data:`model_server.geometry.normalize.TARGET_EXTENT`. Coincident vertices are merged so vertex
 normals come out smooth across UV seams.
 
 A file that cannot be read, or holds no triangles, raises :class:`MeshError`;
@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .normalize import TARGET_EXTENT, canonical_vertices
+from model_server.geometry.normalize import TARGET_EXTENT, canonical_vertices
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb", ".gltf")
 UP_AXES = ("z", "y", "x")

@@ -1,7 +1,7 @@
 """The multi-view network of Lun et al. (3DV 2017), its discriminator and its losses.
 
 ``MultiViewNet`` maps the stacked sketch views (front, side and an optional top) to
-depth, normal and mask maps for each of the 14 output views of :mod:`model_server.views`.
+depth, normal and mask maps for each of the 14 output views of :mod:`model_server.geometry.views`.
 It is a U-Net: one shared encoder, and one decoder per output view with skip connections
 from the encoder. The 14 decoders run side by side as grouped convolutions, so each view
 keeps its own weights (as in the paper) at the cost of one network pass.
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .views import NUM_VIEWS
+from model_server.geometry.views import NUM_VIEWS
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "in_views": 3,        # 2: front, side; 3: front, side, optional top (+ a presence flag)

@@ -6,7 +6,7 @@ Every shape is reconstructed from its front and side sketches through the same p
 as the server (``pipeline.reconstruct_images``), in the canonical frame, and compared with
 its ground-truth mesh: Chamfer distance, volumetric IoU, normal consistency, F-score at 1%
 and 2% of the frame size, silhouette IoU against the input sketch, and time (see
-:mod:`model_server.metrics`). A dataset (``--data``) supplies sketches and meshes; a folder
+:mod:`model_server.evaluation.metrics`). A dataset (``--data``) supplies sketches and meshes; a folder
 of meshes (``--meshes``) is normalised into the canonical frame and sketched here in the
 chosen style. A shape that fails is recorded with its error and the run goes on; only
 problems with the whole run (an unavailable backend, a bad option) stop it.
@@ -26,9 +26,11 @@ import numpy as np
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
-from . import meshes, metrics, pipeline
-from .device import DEVICES, resolve_device
-from .views import INPUT_VIEWS
+from model_server.learning.data import meshes
+from model_server.evaluation import metrics
+from model_server.reconstruct import pipeline
+from model_server.device import DEVICES, resolve_device
+from model_server.geometry.views import INPUT_VIEWS
 
 SKETCH_VIEWS = ("front", "side")          # the views every shape is reconstructed from
 SPLITS = ("train", "val", "test", "all")
@@ -117,7 +119,7 @@ Loader = Callable[[np.random.Generator], Case]   # the generator draws any rando
 def dataset_cases(folder: Path, split: str, style: str) -> list[tuple[str, Loader]]:
     """The dataset's shapes of ``split`` with the sketches of ``style``; nothing is read
     until a loader is called."""
-    from . import dataset
+    from model_server.learning.data import generate as dataset
 
     meta = dataset.read_meta(folder)
     if style not in meta["styles"]:
@@ -141,7 +143,7 @@ def mesh_cases(folder: Path, up: str, style: str) -> list[tuple[str, Loader]]:
     """Every mesh file under ``folder``, normalised to the canonical frame, with sketches of ``style``.
 
     A shape's id is its path inside the folder, without the suffix."""
-    from . import sketches
+    from model_server.learning.data import sketches
 
     if style not in sketches.STYLES:
         raise ValueError(f"--style must be one of {', '.join(sketches.STYLES)}, not {style!r}")

@@ -13,7 +13,7 @@ import numpy as np
 
 from sketch2mesh_addon.protocol import ProtocolError
 
-from .views import CANVAS_EXTENT, RESOLUTION
+from model_server.geometry.views import CANVAS_EXTENT, RESOLUTION
 
 STROKE_WIDTH_PX = 2.0   # line width at full pressure, in pixels of the res x res canvas
 MIN_PRESSURE_WIDTH = 0.5  # fraction of the width kept at zero pressure

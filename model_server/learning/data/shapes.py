@@ -24,8 +24,8 @@ from scipy.interpolate import PchipInterpolator
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .hull import surface_nets
-from .normalize import canonical_vertices
+from model_server.reconstruct.backends.hull import surface_nets
+from model_server.geometry.normalize import canonical_vertices
 
 MAX_FACES = 40_000   # a denser mesh is re-sampled on a coarser grid
 MIN_PART = 0.01      # loose pieces with fewer vertices than this fraction are dropped

@@ -1,6 +1,6 @@
 """The per-view maps a backend predicts and fusion consumes.
 
-For each of the 14 views (see :mod:`model_server.views`): a depth map (world units, along
+For each of the 14 views (see :mod:`model_server.geometry.views`): a depth map (world units, along
 the view direction, 0 on background), a normal map (unit, camera frame, 0 on background)
 and a mask in [0, 1].
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .views import NUM_VIEWS
+from model_server.geometry.views import NUM_VIEWS
 
 
 @dataclass

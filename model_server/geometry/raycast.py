@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 import open3d as o3d
 
-from .maps import Maps
-from .mesh_io import vertex_normals
-from .views import RESOLUTION, VIEWS, View, plane_grid
+from model_server.geometry.maps import Maps
+from model_server.geometry.mesh_io import vertex_normals
+from model_server.geometry.views import RESOLUTION, VIEWS, View, plane_grid
 
 NormalFn = Callable[[np.ndarray], np.ndarray]
 

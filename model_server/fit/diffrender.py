@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from .views import RESOLUTION, View
+from model_server.geometry.views import RESOLUTION, View
 
 DEFAULT_SIGMA = 1.0  # pixels of edge softness
 BAND_SIGMAS = 5.0    # beyond this many sigmas from the outline a pixel is within 0.007 of 0 or 1

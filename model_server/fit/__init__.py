@@ -1,0 +1,1 @@
+"""Fit to strokes: a differentiable silhouette renderer and the Large Steps optimisation it drives."""

@@ -1,0 +1,1 @@
+"""Reading sketches: strokes and PNG drawings become ink images, and ink becomes filled silhouettes."""
