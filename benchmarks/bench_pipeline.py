@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from model_server.reconstruct import pipeline
 from model_server.geometry import views  # noqa: E402
-from model_server.evaluation.metrics import closed_and_oriented, signed_volume, silhouette_iou  # noqa: E402
+from model_server.evaluation.metrics import silhouette_iou  # noqa: E402
+from model_server.geometry.mesh import closed_and_oriented, signed_volume  # noqa: E402
 from model_server.geometry.normalize import fit_normalization  # noqa: E402
 
 STAGES = ("rasterize", "predict", "fuse", "poisson", "total")

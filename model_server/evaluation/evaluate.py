@@ -29,6 +29,7 @@ from sketch2mesh_addon.protocol import ProtocolError
 from model_server.learning.data import meshes
 from model_server.evaluation import metrics
 from model_server.reconstruct import pipeline
+from model_server.geometry.mesh import closed_and_oriented
 from model_server.device import DEVICES, resolve_device
 from model_server.geometry.views import INPUT_VIEWS
 
@@ -204,7 +205,7 @@ def score(vertices: np.ndarray, faces: np.ndarray, case: Case, rng: np.random.Ge
     for view in SKETCH_VIEWS:
         row[f"silhouette_iou_{view}"] = metrics.sketch_silhouette_iou(vertices, faces, case.inks[view],
                                                                       INPUT_VIEWS[view])
-    row["truth_closed"] = metrics.closed_and_oriented(case.faces)
+    row["truth_closed"] = closed_and_oriented(case.faces)
     return row
 
 

@@ -12,8 +12,9 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
+from model_server.geometry.mesh import face_normals
 from model_server.geometry.raycast import render_silhouette
-from model_server.sketch.silhouette import fill_silhouette
+from model_server.sketch.silhouette import fill_silhouette, iou
 from model_server.geometry.views import View
 
 Mesh = tuple[np.ndarray, np.ndarray]   # (vertices (V, 3), faces (F, 3))
@@ -25,36 +26,9 @@ VOLUME_RESOLUTION = 64
 OCCUPANCY_RAYS = 3    # odd number of random rays voting inside/outside (robust to edge hits)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1.0 when both are empty)."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def silhouette_iou(vertices: np.ndarray, faces: np.ndarray, mask: np.ndarray, view: View) -> float:
     """IoU of the mesh's ray-cast silhouette in ``view`` against ``mask`` (res x res, same canvas)."""
     return iou(render_silhouette(vertices, faces, view, np.asarray(mask).shape[0]), mask)
-
-
-def closed_and_oriented(faces: np.ndarray) -> bool:
-    """True when every edge is shared by exactly two faces that traverse it in opposite
-    directions: a closed, consistently oriented surface (a cheap topological check)."""
-    f = np.asarray(faces, np.int64)
-    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    if len(np.unique(directed, axis=0)) != len(directed):
-        return False
-    base = int(f.max()) + 1
-    forward = directed[:, 0] * base + directed[:, 1]
-    backward = directed[:, 1] * base + directed[:, 0]
-    return bool(np.isin(backward, forward).all())
-
-
-def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Volume enclosed by a closed mesh; positive when its faces wind outward."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    return float(np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6.0)
 
 
 def sketch_silhouette_iou(vertices: np.ndarray, faces: np.ndarray, ink: np.ndarray, view: View) -> float:
@@ -72,7 +46,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int = SURFACE_SAM
     rng = np.random.default_rng() if rng is None else rng
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
-    cross = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    cross = face_normals(v, f, unit=False)
     area = np.linalg.norm(cross, axis=1)
     if len(f) == 0 or area.sum() <= 0.0:
         raise ValueError("the mesh has no surface area to sample")

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from model_server.geometry.views import RESOLUTION, View
+from model_server.geometry.mesh import edge_opposites
+from model_server.geometry.views import RESOLUTION, View, plane_to_pixel
 
 DEFAULT_SIGMA = 1.0  # pixels of edge softness
 BAND_SIGMAS = 5.0    # beyond this many sigmas from the outline a pixel is within 0.007 of 0 or 1
@@ -54,30 +55,18 @@ def project_vertices(vertices: torch.Tensor, view: View, res: int = RESOLUTION) 
     Same mapping as ``views.project``."""
     axes = torch.as_tensor(np.stack([view.right, view.up]), dtype=vertices.dtype, device=vertices.device)
     u, v = (vertices @ axes.T).unbind(1)
-    scale = res / (2.0 * view.extent)
-    return torch.stack([(view.extent - v) * scale - 0.5, (u + view.extent) * scale - 0.5], dim=1)
+    return torch.stack(plane_to_pixel(u, v, view.extent, res), dim=1)
 
 
-def mesh_edges(faces: torch.Tensor) -> torch.Tensor:
+def mesh_edges(faces: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(E, 4) long rows (a, b, c, d): edge a-b with the opposite vertices c and d of its two
     faces; d = -1 for an edge with one face or more than two (one row per face there).
+    See ``geometry.mesh.edge_opposites``.
 
     Depends only on the topology: compute it once per mesh and pass it to
     ``render_silhouette`` for every view and iteration."""
-    faces = torch.as_tensor(faces, dtype=torch.long)
-    ends = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    opposite = faces[:, [2, 0, 1]].reshape(-1)
-    ends = torch.sort(ends, dim=1).values
-    key = ends[:, 0] * (int(faces.max()) + 1 if len(faces) else 1) + ends[:, 1]
-    key, order = torch.sort(key, stable=True)
-    _, counts = torch.unique_consecutive(key, return_counts=True)
-    start = torch.cumsum(counts, 0) - counts
-    pair = start[counts == 2]
-    first, second = order[pair], order[pair + 1]
-    paired = torch.cat([ends[first], opposite[first, None], opposite[second, None]], dim=1)
-    single = order[torch.repeat_interleave(counts != 2, counts)]
-    lone = torch.cat([ends[single], opposite[single, None], torch.full_like(single[:, None], -1)], dim=1)
-    return torch.cat([paired, lone])
+    faces = faces.cpu().numpy() if isinstance(faces, torch.Tensor) else np.asarray(faces)
+    return torch.as_tensor(edge_opposites(faces), dtype=torch.long)
 
 
 def render_silhouette(vertices: torch.Tensor, faces: torch.Tensor, view: View, res: int = RESOLUTION,

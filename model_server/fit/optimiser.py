@@ -33,21 +33,19 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy import sparse
-from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
 from model_server.fit.diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
-from model_server.evaluation.metrics import silhouette_iou
-from model_server.sketch.silhouette import signed_distance
-from model_server.geometry.views import INPUT_VIEWS, View
+from model_server.fit.large_steps import SmoothingSystem, UniformAdam, solve
+from model_server.geometry.mesh import edge_faces as edge_faces_of
+from model_server.geometry.mesh import face_normals
+from model_server.geometry.views import INPUT_VIEWS, View, pixel_to_plane, plane_to_pixel
+from model_server.sketch.silhouette import iou, signed_distance
 
 FitProgress = Callable[[str, float, "np.ndarray | None"], None]
 
 SMOOTHING = 10.0            # lam in u = (I + lam L) x
 LEARNING_RATE = 2e-2        # Adam step in u-space (world units; canvases span [-1, 1])
-CG_ITERATIONS = 50
-CG_TOLERANCE = 1e-5
 OUTLINE_TOLERANCE_PX = 2.0  # stroke points farther than this from the filled edge are interior
 RIM_SAMPLES_PER_EDGE = 4    # points per rim edge in the contour chamfer (edge ends included once)
 RIM_TOLERANCE_PX = 2.0      # rim points farther than this from the rendered edge are interior folds
@@ -106,7 +104,7 @@ def outline_points(mask: np.ndarray, strokes: list[np.ndarray], view: View,
     if not points:
         return _edge_pixels(mask, view)
     points = np.concatenate(points)
-    rows, cols = _plane_to_pixel(points, view, res)
+    rows, cols = plane_to_pixel(points[:, 0], points[:, 1], view.extent, res)
     edge_distance = np.abs(signed_distance(mask))
     r = np.clip(np.rint(rows).astype(int), 0, res - 1)
     c = np.clip(np.rint(cols).astype(int), 0, res - 1)
@@ -137,9 +135,18 @@ def fit_to_strokes(vertices: np.ndarray, faces: np.ndarray, targets: dict[str, F
         seconds=time.perf_counter() - start_time, weights=asdict(weights))
 
 
+def silhouette_iou(vertices: np.ndarray, faces: np.ndarray, mask: np.ndarray, view: View) -> float:
+    """IoU of the mesh's hard silhouette in ``view`` (this renderer's, thresholded at 0.5:
+    exactly the pixel centres the mesh covers) against ``mask``."""
+    with torch.no_grad():
+        rendered = render_silhouette(torch.as_tensor(np.asarray(vertices, np.float32)), np.asarray(faces, np.int64),
+                                     view, np.asarray(mask).shape[0])
+    return iou(rendered.numpy() > 0.5, mask)
+
+
 def flipped_faces(before: np.ndarray, after: np.ndarray, faces: np.ndarray) -> int:
     """How many faces' normals turned by more than 90 degrees from ``before`` to ``after``."""
-    n0, n1 = (_face_normals_np(v, faces) for v in (before, after))
+    n0, n1 = (face_normals(v, faces) for v in (before, after))
     return int(((n0 * n1).sum(axis=1) < 0.0).sum())
 
 
@@ -155,9 +162,7 @@ def overlay_png(path, target_mask: np.ndarray, fitted_silhouette: np.ndarray, st
     image[fitted & ~target] = (120, 160, 255)
     image[fitted & target] = (60, 80, 180)
     points = np.asarray(stroke_points, np.float64).reshape(-1, 2)
-    scale = res / (2.0 * extent)
-    rows = np.rint((extent - points[:, 1]) * scale - 0.5).astype(int)
-    cols = np.rint((points[:, 0] + extent) * scale - 0.5).astype(int)
+    rows, cols = (np.rint(a).astype(int) for a in plane_to_pixel(points[:, 0], points[:, 1], extent, res))
     inside = (rows >= 0) & (rows < res) & (cols >= 0) & (cols < res)
     image[rows[inside], cols[inside]] = (230, 30, 30)
     Image.fromarray(image).save(path)
@@ -171,10 +176,10 @@ class _Problem:
         self.x0 = torch.as_tensor(np.asarray(vertices, np.float32), device=device)
         self.faces = torch.as_tensor(np.asarray(faces, np.int64), device=device)
         self.render_edges = mesh_edges(self.faces)
-        edge_vertices, edge_faces = _edges(np.asarray(faces))
+        edge_vertices, edge_faces = edge_faces_of(np.asarray(faces))
         self.edge_vertices = torch.as_tensor(edge_vertices, device=device)
         self.edge_faces = torch.as_tensor(edge_faces, device=device)
-        self.system = _SmoothingSystem(len(vertices), edge_vertices, SMOOTHING, device)
+        self.system = SmoothingSystem(len(vertices), edge_vertices, SMOOTHING, device)
         self.masks = {n: torch.as_tensor(t.mask, dtype=torch.float32, device=device) for n, t in targets.items()}
         self.outlines = {n: self._to_pixels(torch.as_tensor(np.asarray(t.outline, np.float32).reshape(-1, 2),
                                                             device=device), views[n])
@@ -186,12 +191,12 @@ class _Problem:
 
     def optimise(self, iterations: int, progress: FitProgress | None):
         u = (self.system @ self.x0).clone().requires_grad_(True)
-        optimiser = _UniformAdam(u, LEARNING_RATE)
+        optimiser = UniformAdam(u, LEARNING_RATE)
         best_loss, best_x, history = float("inf"), self.x0.clone(), []
         log: list[dict[str, float]] = []
         stopped_early = cancelled = False
         for step in range(iterations):
-            x = _Solve.apply(u, self.system)
+            x = solve(u, self.system)
             current = x.detach()
             total, terms = self.loss(x)
             log.append({"iteration": step, "total": float(total.detach())}
@@ -264,122 +269,7 @@ class _Problem:
     def _to_pixels(self, plane: torch.Tensor, view: View) -> torch.Tensor:
         """(N, 2) view-plane (u, v) -> continuous (row, col) pixel coordinates."""
         res = next(iter(self.masks.values())).shape[0]
-        scale = res / (2.0 * view.extent)
-        return torch.stack([(view.extent - plane[:, 1]) * scale - 0.5, (plane[:, 0] + view.extent) * scale - 0.5], 1)
-
-
-class _UniformAdam:
-    """Adam with one second-moment scale for all coordinates (Nicolet et al.'s AdamUniform).
-
-    Per-coordinate scaling would undo the smoothing that the u-parametrisation gives the
-    gradient; a uniform scale keeps its direction. (Written here rather than taken from
-    torch.optim, whose first use imports torch's compiler stack for seconds.)"""
-
-    def __init__(self, parameter: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
-        self.parameter, self.lr, self.betas, self.eps = parameter, lr, betas, eps
-        self.m = torch.zeros_like(parameter)
-        self.v = torch.zeros_like(parameter)
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        grad, (b1, b2) = self.parameter.grad, self.betas
-        self.t += 1
-        self.m.mul_(b1).add_(grad, alpha=1.0 - b1)
-        self.v.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
-        m_hat = self.m / (1.0 - b1 ** self.t)
-        scale = torch.sqrt(self.v.max() / (1.0 - b2 ** self.t))
-        self.parameter.sub_(self.lr * m_hat / (scale + self.eps))
-
-
-class _Solve(torch.autograd.Function):
-    """x = A^-1 u for the symmetric positive definite smoothing system A (gradient: A^-1 g)."""
-
-    @staticmethod
-    def forward(ctx, u, system):
-        ctx.system = system
-        return system.solve(u, "forward")
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.system.solve(grad, "backward"), None
-
-
-def _conjugate_gradient(system: _SmoothingSystem, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Jacobi-preconditioned CG on every column of ``b`` at once."""
-    inverse_diagonal = 1.0 / system.diagonal
-    r = b - system @ x
-    z = r * inverse_diagonal[:, None]
-    p = z.clone()
-    rz = (r * z).sum(dim=0)
-    threshold = (CG_TOLERANCE * b.norm(dim=0)) ** 2
-    for _ in range(CG_ITERATIONS):
-        if bool(((r * r).sum(dim=0) <= threshold).all()):
-            break
-        ap = system @ p
-        alpha = rz / (p * ap).sum(dim=0).clamp_min(1e-30)
-        x = x + alpha * p
-        r = r - alpha * ap
-        z = r * inverse_diagonal[:, None]
-        rz_next = (r * z).sum(dim=0)
-        p = z + (rz_next / rz.clamp_min(1e-30)) * p
-        rz = rz_next
-    return x
-
-
-class _SmoothingSystem:
-    """Sparse I + lam L, with L = D - A the uniform graph Laplacian of the mesh's edges.
-
-    ``solve`` factorises it once (sparse LU, SciPy) on the CPU, where a direct solve costs
-    a few milliseconds; on a GPU it runs warm-started Jacobi-preconditioned conjugate
-    gradients on the CSR matrix, which stays on the device."""
-
-    def __init__(self, count: int, edges: np.ndarray, lam: float, device):
-        i = np.concatenate([edges[:, 0], edges[:, 1], np.arange(count)])
-        j = np.concatenate([edges[:, 1], edges[:, 0], np.arange(count)])
-        diagonal = 1.0 + lam * np.bincount(edges.reshape(-1), minlength=count)
-        values = np.concatenate([np.full(2 * len(edges), -lam), diagonal])
-        matrix = sparse.csr_matrix((values, (i, j)), shape=(count, count))
-        self.device, self.scipy_matrix = torch.device(device), matrix
-        if self.device.type == "cpu":
-            self.factor = splinalg.splu(matrix.tocsc(), permc_spec="COLAMD")
-        else:
-            self.matrix = torch.sparse_csr_tensor(
-                torch.as_tensor(matrix.indptr, dtype=torch.long), torch.as_tensor(matrix.indices, dtype=torch.long),
-                torch.as_tensor(matrix.data, dtype=torch.float32), (count, count),
-                check_invariants=False).to(self.device)
-            self.diagonal = torch.as_tensor(diagonal, dtype=torch.float32, device=self.device)
-        self.guesses: dict[str, torch.Tensor] = {}
-
-    def solve(self, b: torch.Tensor, slot: str) -> torch.Tensor:
-        """A^-1 b for every column of ``b``. ``slot`` names a stream of related right-hand
-        sides (forward positions, backward gradients) whose last answer warm-starts CG."""
-        if self.device.type == "cpu":
-            return torch.as_tensor(self.factor.solve(b.detach().double().numpy()), dtype=b.dtype)
-        guess = self.guesses.get(slot)
-        x = _conjugate_gradient(self, b.detach(), guess if guess is not None else torch.zeros_like(b))
-        self.guesses[slot] = x
-        return x
-
-    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cpu":
-            return torch.as_tensor(self.scipy_matrix @ x.detach().double().numpy(), dtype=x.dtype)
-        return self.matrix @ x
-
-
-def _edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique undirected edges (E, 2) and the two faces on each (E, 2). An edge without
-    exactly two faces (boundary, non-manifold) lists its first face twice, so it is never rim."""
-    half = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    owner = np.repeat(np.arange(len(faces)), 3)
-    edges, inverse, counts = np.unique(half, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    first = np.searchsorted(inverse[order], np.arange(len(edges)))
-    face_a = owner[order[first]]
-    face_b = np.where(counts == 2, owner[order[np.minimum(first + 1, len(order) - 1)]], face_a)
-    return edges.astype(np.int64), np.stack([face_a, face_b], 1).astype(np.int64)
+        return torch.stack(plane_to_pixel(plane[:, 0], plane[:, 1], view.extent, res), 1)
 
 
 def _anchor_metric(views: list[View], weights: FitWeights, device) -> torch.Tensor:
@@ -413,12 +303,6 @@ def _face_normals(x: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def _face_normals_np(x: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    a, b, c = (np.asarray(x, np.float64)[faces[:, k]] for k in range(3))
-    n = np.cross(b - a, c - a)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
 def _resample(polyline: np.ndarray, spacing: float) -> np.ndarray:
     """Points every ``spacing`` along a polyline (its vertices' order), ends included."""
     if len(polyline) < 2:
@@ -426,11 +310,6 @@ def _resample(polyline: np.ndarray, spacing: float) -> np.ndarray:
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(polyline, axis=0), axis=1))])
     samples = np.linspace(0.0, arc[-1], max(2, int(np.ceil(arc[-1] / spacing)) + 1))
     return np.stack([np.interp(samples, arc, polyline[:, k]) for k in range(2)], 1)
-
-
-def _plane_to_pixel(points: np.ndarray, view: View, res: int) -> tuple[np.ndarray, np.ndarray]:
-    scale = res / (2.0 * view.extent)
-    return (view.extent - points[:, 1]) * scale - 0.5, (points[:, 0] + view.extent) * scale - 0.5
 
 
 def _edge_pixels(mask: np.ndarray, view: View) -> np.ndarray:
@@ -444,8 +323,7 @@ def _edge_pixels(mask: np.ndarray, view: View) -> np.ndarray:
         rows, cols = np.nonzero(inside & outside)
         points.append(np.stack([rows + 0.5 * dr, cols + 0.5 * dc], 1))
     rows, cols = np.concatenate(points).T
-    size = view.pixel_size(mask.shape[0])
-    return np.stack([(cols + 0.5) * size - view.extent, view.extent - (rows + 0.5) * size], 1).astype(np.float32)
+    return np.stack(pixel_to_plane(rows, cols, view.extent, mask.shape[0]), 1).astype(np.float32)
 
 
 @contextlib.contextmanager

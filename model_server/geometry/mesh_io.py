@@ -1,4 +1,4 @@
-"""Writing meshes (.ply, .obj, .glb) and the per-vertex normals they carry.
+"""Writing meshes (.ply, .obj, .glb) with the per-vertex normals they carry.
 
 Small writers of our own: binary little-endian PLY, Wavefront OBJ with normals, and
 glTF 2.0 binary (GLB) with positions, normals and 32-bit indices.
@@ -12,19 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from model_server.geometry.mesh import vertex_normals
+
 MESH_SUFFIXES = (".ply", ".obj", ".glb")
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (V, 3) float32; follow the faces' winding."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    face_normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    normals = np.zeros_like(v)
-    for corner in range(3):
-        np.add.at(normals, f[:, corner], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.where(length > 0, length, 1.0)).astype(np.float32)
 
 
 def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import open3d as o3d
 
 from model_server.geometry.maps import Maps
-from model_server.geometry.mesh_io import vertex_normals
+from model_server.geometry.mesh import vertex_normals
 from model_server.geometry.views import RESOLUTION, VIEWS, View, plane_grid
 
 NormalFn = Callable[[np.ndarray], np.ndarray]

@@ -80,12 +80,26 @@ NUM_VIEWS = len(VIEWS)
 INPUT_VIEWS: dict[str, View] = {"front": FRONT, "side": SIDE, "top": TOP}
 
 
+def plane_to_pixel(u, v, extent: float, res: int = RESOLUTION):
+    """Image-plane coordinates (u, v) on a canvas of half-width ``extent`` -> continuous
+    (rows, cols) pixel coordinates. The one definition of the mapping; plain arithmetic,
+    so it serves numpy arrays and (differentiably) torch tensors alike."""
+    scale = res / (2.0 * extent)
+    return (extent - v) * scale - 0.5, (u + extent) * scale - 0.5
+
+
+def pixel_to_plane(rows, cols, extent: float, res: int = RESOLUTION):
+    """Continuous (rows, cols) pixel coordinates -> image-plane (u, v): the inverse of ``plane_to_pixel``."""
+    size = 2.0 * extent / res
+    return (cols + 0.5) * size - extent, extent - (rows + 0.5) * size
+
+
 def project(view: View, points: np.ndarray, res: int = RESOLUTION) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World points (N, 3) -> continuous (rows, cols) pixel coordinates and depth, each (N,)."""
     p = np.asarray(points, np.float64)
     u, v, depth = (_dot(p, axis) for axis in (view.right, view.up, view.direction))
-    scale = res / (2.0 * view.extent)
-    return (view.extent - v) * scale - 0.5, (u + view.extent) * scale - 0.5, depth
+    rows, cols = plane_to_pixel(u, v, view.extent, res)
+    return rows, cols, depth
 
 
 def _dot(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
@@ -93,17 +107,9 @@ def _dot(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return points[:, 0] * axis[0] + points[:, 1] * axis[1] + points[:, 2] * axis[2]
 
 
-def pixel_to_plane(view: View, rows: np.ndarray, cols: np.ndarray, res: int = RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
-    """Continuous pixel coordinates -> image-plane coordinates (u, v) in world units."""
-    size = 2.0 * view.extent / res
-    u = (np.asarray(cols, np.float64) + 0.5) * size - view.extent
-    v = view.extent - (np.asarray(rows, np.float64) + 0.5) * size
-    return u, v
-
-
 def unproject(view: View, rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, res: int = RESOLUTION) -> np.ndarray:
     """Pixel coordinates and depth (each (N,)) -> world points (N, 3)."""
-    u, v = pixel_to_plane(view, rows, cols, res)
+    u, v = pixel_to_plane(np.asarray(rows, np.float64), np.asarray(cols, np.float64), view.extent, res)
     d = np.asarray(depth, np.float64)
     return u[:, None] * view.right + v[:, None] * view.up + d[:, None] * view.direction
 
@@ -111,7 +117,7 @@ def unproject(view: View, rows: np.ndarray, cols: np.ndarray, depth: np.ndarray,
 def plane_grid(view: View, res: int = RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) of every pixel centre, each (res, res), indexed [row, col]."""
     rows, cols = np.meshgrid(np.arange(res), np.arange(res), indexing="ij")
-    return pixel_to_plane(view, rows, cols, res)
+    return pixel_to_plane(rows.astype(np.float64), cols.astype(np.float64), view.extent, res)
 
 
 def normals_to_camera(view: View, normals: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ from scipy import ndimage
 from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server.geometry.maps import Maps
-from model_server.evaluation.metrics import closed_and_oriented, signed_volume
+from model_server.geometry.mesh import (adjacency, closed_and_oriented, half_edges, neighbour_mean, signed_volume,
+                                         unique_edges)
 from model_server.sketch.silhouette import disk
 from model_server.geometry.views import VIEWS, View, project, normals_to_world, unproject
 
@@ -205,11 +206,7 @@ def laplacian_step(vertices: np.ndarray, faces: np.ndarray, weight: float = 0.5)
     One step rounds off marching-cubes slivers and breaks their exactly coplanar contacts
     while moving the surface by a small fraction of an edge length."""
     v = np.asarray(vertices, np.float64)
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    mean = np.zeros_like(v)
-    np.add.at(mean, edges[:, 0], v[edges[:, 1]])
-    mean /= np.maximum(np.bincount(edges[:, 0], minlength=len(v)), 1)[:, None]
-    return v + weight * (mean - v)
+    return v + weight * (neighbour_mean(v, adjacency(faces)) - v)
 
 
 def crossing_triangles(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -221,8 +218,8 @@ def crossing_triangles(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     a pairwise test takes seconds). Contacts with triangles sharing the edge's end
     vertices are ignored."""
     f = np.asarray(faces, np.int64)
-    face_edges = np.sort(np.stack([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], axis=1), axis=2)  # (F, 3, 2)
-    edges = np.unique(face_edges.reshape(-1, 2), axis=0)
+    face_edges = np.sort(half_edges(f).reshape(-1, 3, 2), axis=2)  # (F, 3, 2)
+    edges, _, _ = unique_edges(f)
     v = np.asarray(vertices, np.float32)
     rays = np.concatenate([v[edges[:, 0]], v[edges[:, 1]] - v[edges[:, 0]]], axis=1)
     scene = o3d.t.geometry.RaycastingScene()
@@ -247,8 +244,7 @@ def untangle(vertices: np.ndarray, faces: np.ndarray, rounds: int = UNTANGLE_ROU
     changing the shape elsewhere. Returns new vertices (topology is unchanged)."""
     v = np.asarray(vertices, np.float64).copy()
     f = np.asarray(faces, np.int64)
-    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    degree = np.bincount(edges[:, 0], minlength=len(v)).astype(np.float64)
+    pairs = adjacency(f)
     for _ in range(rounds):
         bad = crossing_triangles(v, f)
         if len(bad) == 0:
@@ -256,12 +252,9 @@ def untangle(vertices: np.ndarray, faces: np.ndarray, rounds: int = UNTANGLE_ROU
         region = np.zeros(len(v), bool)
         region[f[bad].ravel()] = True
         for _ in range(2):  # grow by two rings
-            region[edges[region[edges[:, 0]], 1]] = True
+            region[pairs[1][region[pairs[0]]]] = True
         for _ in range(3):
-            mean = np.zeros_like(v)
-            np.add.at(mean, edges[:, 0], v[edges[:, 1]])
-            mean /= np.maximum(degree, 1.0)[:, None]
-            v[region] += 0.5 * (mean[region] - v[region])
+            v[region] += 0.5 * (neighbour_mean(v, pairs)[region] - v[region])
     return v
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from sketch2mesh_addon.protocol import ProtocolError
 
-from model_server.geometry.views import CANVAS_EXTENT, RESOLUTION
+from model_server.geometry.views import CANVAS_EXTENT, RESOLUTION, plane_to_pixel
 
 STROKE_WIDTH_PX = 2.0   # line width at full pressure, in pixels of the res x res canvas
 MIN_PRESSURE_WIDTH = 0.5  # fraction of the width kept at zero pressure
@@ -47,8 +47,8 @@ def _segments(strokes: list[np.ndarray], extent: float, res: int, width_px: floa
     pts = np.concatenate([s[:, :2] for s in arrays])
     pressure = np.concatenate([s[:, 2] if s.shape[1] > 2 else np.ones(len(s)) for s in arrays])
     stroke = np.repeat(np.arange(len(arrays)), lengths)
-    scale = res / (2.0 * extent)
-    xy = np.stack([(pts[:, 0] + extent) * scale - 0.5, (extent - pts[:, 1]) * scale - 0.5], axis=1)
+    rows, cols = plane_to_pixel(pts[:, 0], pts[:, 1], extent, res)
+    xy = np.stack([cols, rows], axis=1)
 
     first = np.ones(len(xy), bool)
     first[1:] = stroke[1:] != stroke[:-1]

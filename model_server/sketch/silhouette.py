@@ -74,3 +74,10 @@ def signed_distance(mask: np.ndarray, pixel_size: float = 1.0) -> np.ndarray:
     inside = ndimage.distance_transform_edt(padded)
     sdf = np.where(padded, 0.5 - inside, outside - 0.5)[1:-1, 1:-1]
     return (sdf * pixel_size).astype(np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0

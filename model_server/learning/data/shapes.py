@@ -6,7 +6,7 @@ distance primitives (rounded boxes and slabs, capsules, cylinders, ellipsoids, t
 convex prisms, revolved profiles) joined by smooth unions and cut by smooth
 subtractions. The scene is sampled on a grid as a truncated distance field, each
 primitive only inside its own bounding box, which keeps a shape to a few tens of
-milliseconds; ``hull.surface_nets`` turns the field into a closed mesh.
+milliseconds; ``geometry.surface_nets`` turns the field into a closed mesh.
 
 Design frame: Z up, the object's front faces -Y (the front view, looking along +Y,
 sees it), lengths in any unit. ``make_shape`` adds a small random yaw and moves the
@@ -24,7 +24,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from model_server.reconstruct.backends.hull import surface_nets
+from model_server.geometry.surface_nets import surface_nets
 from model_server.geometry.normalize import canonical_vertices
 
 MAX_FACES = 40_000   # a denser mesh is re-sampled on a coarser grid

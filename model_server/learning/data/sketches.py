@@ -32,7 +32,7 @@ from scipy import ndimage
 from model_server.geometry.maps import Maps
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.geometry.raycast import render_maps
-from model_server.geometry.views import CANVAS_EXTENT, INPUT_VIEWS, RESOLUTION
+from model_server.geometry.views import CANVAS_EXTENT, INPUT_VIEWS, RESOLUTION, pixel_to_plane
 
 STYLES: tuple[str, ...] = ("clean", "sketchy", "suggestive")
 REFERENCE_RES = 256          # the resolution the pixel lengths below are tuned for
@@ -448,5 +448,4 @@ def _misregister(points: np.ndarray, amount: float, res: int, rng: np.random.Gen
 
 def _to_plane(points: np.ndarray, res: int) -> np.ndarray:
     """(row, col) pixel coordinates -> (u, v) on the [-1, 1] canvas."""
-    size = 2.0 * CANVAS_EXTENT / res
-    return np.stack([(points[:, 1] + 0.5) * size - CANVAS_EXTENT, CANVAS_EXTENT - (points[:, 0] + 0.5) * size], axis=1)
+    return np.stack(pixel_to_plane(points[:, 0], points[:, 1], CANVAS_EXTENT, res), axis=1)

@@ -14,7 +14,7 @@ from model_server.geometry import mesh_io
 from model_server.learning.data import meshes
 from model_server.geometry.normalize import TARGET_EXTENT
 
-EVAL_MESHES = Path("/work/shared/eval-meshes")
+EVAL_MESHES = Path(__file__).resolve().parents[4].parent / "shared" / "eval-meshes"
 
 
 def box(size=(1.0, 2.0, 4.0), centre=(3.0, -1.0, 0.5)) -> o3d.geometry.TriangleMesh:

@@ -8,7 +8,7 @@ import pytest
 
 from model_server.fit import optimiser as fitting
 from model_server.fit.optimiser import FitCancelled, FitTarget, fit_to_strokes, outline_points
-from model_server.evaluation.metrics import signed_volume
+from model_server.geometry.mesh import signed_volume
 from model_server.geometry.views import INPUT_VIEWS, plane_grid
 
 RES = 64

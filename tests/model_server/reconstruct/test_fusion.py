@@ -7,7 +7,8 @@ from model_server.reconstruct.backends import hull
 from model_server.reconstruct import pipeline
 from model_server.geometry import views
 from model_server.geometry.maps import Maps
-from model_server.evaluation.metrics import closed_and_oriented, signed_volume, silhouette_iou
+from model_server.evaluation.metrics import silhouette_iou
+from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.geometry.normalize import fit_normalization
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette

@@ -4,7 +4,8 @@ import pytest
 
 from model_server.reconstruct.backends import hull
 from model_server.geometry import views
-from model_server.evaluation.metrics import closed_and_oriented, iou, signed_volume
+from model_server.sketch.silhouette import iou
+from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette
 from sketch2mesh_addon.protocol import ProtocolError

@@ -5,7 +5,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server.geometry.mesh_io import vertex_normals, write_mesh
+from model_server.geometry.mesh import vertex_normals
+from model_server.geometry.mesh_io import write_mesh
 
 
 @pytest.fixture(scope="module")

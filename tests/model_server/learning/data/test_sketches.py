@@ -10,7 +10,7 @@ from scipy import ndimage
 from model_server.evaluation import metrics
 from model_server.reconstruct import pipeline
 from model_server.learning.data import sketches
-from model_server.reconstruct.backends.hull import surface_nets
+from model_server.geometry.surface_nets import surface_nets
 from model_server.geometry.raycast import render_maps
 from model_server.geometry.views import INPUT_VIEWS
 

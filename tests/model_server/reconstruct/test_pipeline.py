@@ -5,7 +5,8 @@ from PIL import Image
 
 from model_server.reconstruct import pipeline
 from model_server.geometry import views
-from model_server.evaluation.metrics import closed_and_oriented, signed_volume, silhouette_iou
+from model_server.evaluation.metrics import silhouette_iou
+from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.geometry.normalize import fit_normalization
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette

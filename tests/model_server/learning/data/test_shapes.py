@@ -10,8 +10,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from model_server.learning.data import shapes
-from model_server.reconstruct.backends.hull import surface_nets
-from model_server.evaluation.metrics import closed_and_oriented, signed_volume
+from model_server.geometry.surface_nets import surface_nets
+from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.learning.data.shapes import FAMILIES, MAX_FACES, Scene, make_shape
 
 REQUIRED = ("chair", "table", "airplane", "quadruped", "humanoid", "lathe", "mug")

@@ -15,7 +15,7 @@ from model_server.learning.data import generate as dataset
 from model_server.learning.data import meshes
 from model_server.geometry import views
 from model_server.__main__ import main as cli
-from model_server.reconstruct.backends.hull import surface_nets
+from model_server.geometry.surface_nets import surface_nets
 from model_server.geometry.maps import Maps
 from model_server.geometry.mesh_io import write_mesh
 
