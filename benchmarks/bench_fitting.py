@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from model_server.evaluation import evaluate
 from model_server.fit import optimiser as fitting
-from model_server.reconstruct import pipeline
+from model_server.reconstruct import pipeline  # noqa: E402
+from model_server.sketch.png import load_png_sketch  # noqa: E402
 from model_server.geometry import views  # noqa: E402
 from model_server.fit.diffrender import mesh_edges, render_silhouette  # noqa: E402
 
@@ -63,7 +64,7 @@ def sphere(resolution: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hull_mesh(name: str = "spot") -> tuple[np.ndarray, np.ndarray, dict[str, fitting.FitTarget]]:
-    inks = {view: pipeline.load_png_sketch(ROOT / "examples" / name / f"{view}.png") for view in ("front", "side")}
+    inks = {view: load_png_sketch(ROOT / "examples" / name / f"{view}.png") for view in ("front", "side")}
     result = pipeline.reconstruct_images(inks, backend="hull")
     targets = {view: fitting.FitTarget(mask, fitting.outline_points(mask, [], views.INPUT_VIEWS[view]))
                for view, mask in result.silhouettes.items()}

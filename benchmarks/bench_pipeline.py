@@ -22,7 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_server.reconstruct import pipeline
+from model_server.reconstruct import pipeline  # noqa: E402
+from model_server.sketch.png import load_png_sketch  # noqa: E402
 from model_server.geometry import views  # noqa: E402
 from model_server.evaluation.metrics import silhouette_iou  # noqa: E402
 from model_server.geometry.mesh import closed_and_oriented, signed_volume  # noqa: E402
@@ -66,7 +67,7 @@ def _cases(use_examples: bool):
         names = [v for v in ("front", "side", "top") if (folder / f"{v}.png").is_file()]
         for with_top in (False, True) if "top" in names else (False,):
             chosen = [v for v in names if v != "top" or with_top]
-            inks = {v: pipeline.load_png_sketch(folder / f"{v}.png") for v in chosen}
+            inks = {v: load_png_sketch(folder / f"{v}.png") for v in chosen}
             label = f"{folder.name} (png{'+top' if with_top else ''})"
             yield label, (lambda i=inks: pipeline.reconstruct_images(i, detail=DETAIL)), (lambda v: v)
 

@@ -1,6 +1,8 @@
 """Command line of the model server: serve the add-on, reconstruct PNG sketches, make data, train, evaluate.
 
 See CONTRACT.md for ``serve`` and ``reconstruct``; bad input exits non-zero with one line on stderr.
+With ``server.py`` this is the service edge: the one place besides the socket that knows
+the wire protocol's names and turns the core's refusals into messages.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server.device import DEVICES, resolve_device
+from model_server.errors import Refused
 
-MESH_SUFFIXES = (".ply", ".obj", ".glb")
-
+WEIGHTS_HELP = ("checkpoint or exported weights for the learned backend (the learned backend itself is not "
+                "shipped yet: it is coming, and until then it is refused with a pointer to --backend hull)")
 
 # Commands whose arguments and code live in their own modules, imported only when used,
 # so that `serve` starts without importing the training stack.
@@ -31,7 +34,6 @@ PLUGGED = {
                        "write the compact fp16 inference weights of a training checkpoint"),
 }
 
-
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The CLI; a plugged command's module is imported only when that command is given."""
     parser = argparse.ArgumentParser(prog="python -m model_server", description=__doc__.splitlines()[0])
@@ -41,7 +43,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     serve.add_argument("--host", default=protocol.DEFAULT_HOST, help="loopback address to bind (default %(default)s)")
     serve.add_argument("--port", type=int, default=protocol.DEFAULT_PORT, help="port; 0 picks a free one (default %(default)s)")
     serve.add_argument("--device", choices=DEVICES, default="auto")
-    serve.add_argument("--weights", type=Path, help="network checkpoint for the learned backend")
+    serve.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     serve.add_argument("--token-file", type=Path, help="where to write the access token (default: per-user runtime folder)")
     serve.add_argument("--max-frame-mb", type=int, default=protocol.DEFAULT_MAX_FRAME // 2**20,
                        help="largest request accepted, in MiB (default %(default)s)")
@@ -52,6 +54,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     rec.add_argument("--top", type=Path, help="optional top view PNG (looks along -Z)")
     rec.add_argument("--backend", choices=protocol.BACKENDS, default="learned")
     rec.add_argument("--detail", choices=protocol.DETAILS, default="medium")
+    rec.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     rec.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
     rec.add_argument("--device", choices=DEVICES, default="auto")
     rec.add_argument("--out", type=Path, required=True, help="output mesh: .ply, .obj or .glb")
@@ -63,30 +66,27 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             getattr(importlib.import_module(module), add)(plugged)
     return parser
 
-
-
-
 def run_serve(args: argparse.Namespace) -> None:
     from model_server.server import serve
 
     if args.weights is not None and not args.weights.is_file():
         raise ValueError(f"weights file {args.weights} does not exist")
-    serve(args.host, args.port, resolve_device(args.device), args.token_file, args.max_frame_mb * 2**20)
-
+    serve(args.host, args.port, resolve_device(args.device), args.token_file, args.max_frame_mb * 2**20,
+          weights=args.weights)
 
 def run_reconstruct(args: argparse.Namespace) -> None:
     from model_server.geometry import mesh_io
     from model_server.reconstruct import pipeline
+    from model_server.sketch.png import load_png_sketch
 
     started = time.perf_counter()
-    if args.out.suffix.lower() not in MESH_SUFFIXES:
-        raise ValueError(f"--out must end in {', '.join(MESH_SUFFIXES)}, not {args.out.name!r}")
-    if not 0 <= args.refine <= protocol.MAX_FIT_ITERATIONS:
-        raise ValueError(f"--refine must be 0..{protocol.MAX_FIT_ITERATIONS} iterations, not {args.refine}")
+    if args.out.suffix.lower() not in mesh_io.MESH_SUFFIXES:
+        raise ValueError(f"--out must end in {', '.join(mesh_io.MESH_SUFFIXES)}, not {args.out.name!r}")
     views = {"front": args.front, "side": args.side} | ({"top": args.top} if args.top else {})
-    inks = {name: pipeline.load_png_sketch(path) for name, path in views.items()}
+    inks = {name: load_png_sketch(path) for name, path in views.items()}
     device = resolve_device(args.device)
     result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device, refine=args.refine,
+                                         weights=args.weights,
                                          progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
     mesh_io.write_mesh(args.out, result.vertices, result.faces)
     timings = dict(result.timings, total=time.perf_counter() - started)
@@ -99,7 +99,6 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     if result.fit:
         print(f"Fit to strokes: {protocol.describe_fit(result.fit)}")
 
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
@@ -110,11 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         command = run_serve if args.command == "serve" else run_reconstruct
     try:
         command(args)
-    except (ProtocolError, ValueError, OSError) as exc:
+    except (Refused, ProtocolError, ValueError, OSError) as exc:
         print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,9 @@
 """The model server: a loopback socket that answers the add-on.
 
+This is the service edge, with the command line: the only code that speaks the wire
+protocol. The core raises :class:`model_server.errors.Refused`; here it becomes an error
+reply with the same code and sentence.
+
 One worker thread runs one job at a time on the device, fed by a queue. Every
 connection has its own thread, so ``ping`` and ``cancel`` are answered while a job
 runs. Nothing a client sends can stop the server: a malformed frame gets an error
@@ -24,6 +28,7 @@ import numpy as np
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
+from model_server.errors import Refused
 from model_server.reconstruct import pipeline
 
 SERVER_VERSION = "0.1.0"
@@ -65,7 +70,7 @@ class ModelServer:
     """Serve reconstruction requests on ``host:port`` to clients that present ``token``."""
 
     def __init__(self, host: str, port: int, token: str, device: str = "cpu",
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME, log=sys.stderr):
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, log=sys.stderr, weights: Path | None = None):
         check_loopback(host)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
@@ -79,6 +84,7 @@ class ModelServer:
         self._sock.listen(16)
         self.host, self.port = host, self._sock.getsockname()[1]
         self.token, self.device, self.max_frame, self.log = token, device, max_frame, log
+        self.weights = weights
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=MAX_QUEUED_JOBS)
         self._active: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -243,7 +249,7 @@ class ModelServer:
                 reply = self._reconstruct(job, progress)
         except Cancelled:
             return protocol.error_reply(job.request_id, "cancelled", "The job was cancelled."), None
-        except ProtocolError as exc:
+        except (ProtocolError, Refused) as exc:
             return protocol.error_reply(job.request_id, exc.code, exc.message), None
         except Exception as exc:
             self._say(f"job {job.request_id} failed:\n" + traceback.format_exc())
@@ -253,7 +259,8 @@ class ModelServer:
         return reply
 
     def _reconstruct(self, job: Job, progress) -> tuple[dict, dict]:
-        result = pipeline.reconstruct_strokes(job.strokes, device=self.device, progress=progress, **job.params)
+        result = pipeline.reconstruct_strokes(job.strokes, device=self.device, progress=progress, weights=self.weights,
+                                              **job.params)
         summary = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
                    "faces": int(len(result.faces)), "timings_s": result.timings}
         if result.fit:
@@ -304,12 +311,13 @@ def read_fit_params(params: dict) -> dict:
 
 
 def serve(host: str, port: int, device: str, token_file: Path | None,
-          max_frame: int = protocol.DEFAULT_MAX_FRAME) -> None:
-    """Run a server until it is told to stop; the token lives in ``token_file`` meanwhile."""
+          max_frame: int = protocol.DEFAULT_MAX_FRAME, weights: Path | None = None) -> None:
+    """Run a server until it is told to stop; the token lives in ``token_file`` meanwhile.
+    ``weights`` is the learned backend's checkpoint (the shipped one when None)."""
     import signal
 
     token = "pending"
-    server = ModelServer(host, port, token, device, max_frame)
+    server = ModelServer(host, port, token, device, max_frame, weights=weights)
     path = Path(token_file) if token_file else protocol.token_path(server.port)
     server.token = protocol.write_token(path)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

@@ -23,19 +23,19 @@ from typing import Callable
 
 import numpy as np
 
-from sketch2mesh_addon import protocol
-from sketch2mesh_addon.protocol import ProtocolError
-
-from model_server.learning.data import meshes
-from model_server.evaluation import metrics
-from model_server.reconstruct import pipeline
-from model_server.geometry.mesh import closed_and_oriented
 from model_server.device import DEVICES, resolve_device
+from model_server.errors import BAD_REQUEST, UNAVAILABLE, Refused
+from model_server.evaluation import metrics
+from model_server.geometry.mesh import closed_and_oriented
 from model_server.geometry.views import INPUT_VIEWS
+from model_server.learning.data import meshes
+from model_server.reconstruct import pipeline
+from model_server.reconstruct.backends import BACKENDS
+from model_server.reconstruct.fusion import DETAILS
 
 SKETCH_VIEWS = ("front", "side")          # the views every shape is reconstructed from
 SPLITS = ("train", "val", "test", "all")
-RUN_ERRORS = ("unavailable", "bad_request")  # ProtocolError codes that no other shape would escape
+RUN_ERRORS = (UNAVAILABLE, BAD_REQUEST)  # refusals that no other shape would escape
 
 # Columns of the report and the table: key, heading, format.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -56,12 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data", type=Path, help="dataset folder (from `python -m model_server dataset`)")
     source.add_argument("--meshes", type=Path,
                         help="folder of meshes (OBJ, PLY, OFF, STL, GLB, glTF) to sketch and rebuild")
-    parser.add_argument("--backend", choices=protocol.BACKENDS, required=True)
+    parser.add_argument("--backend", choices=BACKENDS, required=True)
     parser.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="dataset split to evaluate (default %(default)s)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N shapes")
     parser.add_argument("--style", default="clean", help="sketch style to reconstruct from (default %(default)s)")
-    parser.add_argument("--detail", choices=protocol.DETAILS, default="medium")
+    parser.add_argument("--detail", choices=tuple(DETAILS), default="medium")
     parser.add_argument("--up", choices=meshes.UP_AXES, default="z",
                         help="up axis of the --meshes files (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the surface sampling (default %(default)s)")
@@ -71,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate every selected shape, write the JSON report and print the table."""
-    if not 0 <= args.refine <= protocol.MAX_FIT_ITERATIONS:
-        raise ValueError(f"--refine must be 0..{protocol.MAX_FIT_ITERATIONS} iterations, not {args.refine}")
+    from model_server.fit.optimiser import check_iterations
+
+    check_iterations(args.refine, "--refine")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1.")
     from tqdm import tqdm
@@ -181,7 +182,7 @@ def evaluate_case(shape_id: str, load: Loader, backend: str, detail: str, device
         row.update(score(result.vertices, result.faces, case, rng), time_s=elapsed,
                    vertices=int(len(result.vertices)), faces=int(len(result.faces)),
                    timings_s=result.timings, ok=True)
-    except ProtocolError as exc:
+    except Refused as exc:
         if exc.code in RUN_ERRORS:
             raise
         row.update(ok=False, error=exc.message)

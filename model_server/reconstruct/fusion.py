@@ -33,7 +33,7 @@ import numpy as np
 import open3d as o3d
 from scipy import ndimage
 
-from sketch2mesh_addon.protocol import ProtocolError
+from model_server.errors import BAD_INPUT, Refused
 
 from model_server.geometry.maps import Maps
 from model_server.geometry.mesh import (adjacency, closed_and_oriented, half_edges, neighbour_mean, signed_volume,
@@ -197,7 +197,7 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
             if signed_volume(vertices, faces) < 0:
                 faces = faces[:, ::-1]
             return vertices.astype(np.float32), np.ascontiguousarray(faces, np.int32)
-    raise ProtocolError("bad_input", "The reconstructed surface is not closed; simplify the sketch and try again.")
+    raise Refused(BAD_INPUT, "The reconstructed surface is not closed; simplify the sketch and try again.")
 
 
 def laplacian_step(vertices: np.ndarray, faces: np.ndarray, weight: float = 0.5) -> np.ndarray:
@@ -285,7 +285,7 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     points, normals, source = oriented_points(maps, spacing=settings.voxel_size / THIN_REFINEMENT)
     keep = consistent(points, source, maps)
     if keep.sum() < MIN_POINTS:
-        raise ProtocolError("bad_input", "The views do not agree on any shape; check that front and side show the same object.")
+        raise Refused(BAD_INPUT, "The views do not agree on any shape; check that front and side show the same object.")
     points, normals = points[keep], normals[keep]
     thin = thin_parts(points, maps, THIN_WIDTH_VOXELS * settings.voxel_size)
     half_pixel = 0.5 * VIEWS[0].pixel_size(maps.resolution)
@@ -294,7 +294,7 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     mesh, density = poisson(cloud, settings.poisson_depth)
     after_poisson = time.perf_counter()
     if len(mesh.triangles) == 0:
-        raise ProtocolError("bad_input", "No surface could be fitted to the sketch; draw closed outlines in front and side.")
+        raise Refused(BAD_INPUT, "No surface could be fitted to the sketch; draw closed outlines in front and side.")
     vertices, faces = trim_and_clean(mesh, density, settings.max_faces)
     end = time.perf_counter()
     timings["fuse"] = timings.get("fuse", 0.0) + (after_points - start) + (end - after_poisson)

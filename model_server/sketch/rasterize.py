@@ -1,4 +1,4 @@
-"""Strokes and PNG sketches -> ink images at the network resolution.
+"""Strokes -> ink images at the network resolution.
 
 An ink image is float32 (res, res) in [0, 1], 1 = full ink, on a view's square canvas
 (row 0 = top). Strokes are rasterised as anti-aliased capsules whose width follows pen
@@ -7,11 +7,7 @@ pressure; everything is vectorised so 100k points take a fraction of a second.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server.geometry.views import CANVAS_EXTENT, RESOLUTION, plane_to_pixel
 
@@ -20,7 +16,6 @@ MIN_PRESSURE_WIDTH = 0.5  # fraction of the width kept at zero pressure
 MAX_PIECE_PX = 4.0       # long segments are split so each piece touches few pixels
 MIN_SPACING_PX = 0.5     # points closer than this along a stroke are merged
 MAX_CANDIDATES = 1 << 22  # pixel candidates handled per vectorised batch
-MAX_PNG_SIDE = 16384
 
 
 def rasterize_strokes(strokes: list[np.ndarray], extent: float = CANVAS_EXTENT, res: int = RESOLUTION,
@@ -111,66 +106,3 @@ def _draw_capsules(image: np.ndarray, a: np.ndarray, b: np.ndarray, radius: np.n
         pixel = (py * res + px).astype(np.int64)
         np.maximum.at(image, pixel[hit], coverage[hit])
         start = stop
-
-
-def resample_ink(ink: np.ndarray, res: int = RESOLUTION) -> np.ndarray:
-    """Resample a square ink image to res x res (area-averaging when shrinking)."""
-    from PIL import Image
-
-    ink = np.asarray(ink, np.float32)
-    if ink.shape == (res, res):
-        return np.clip(ink, 0.0, 1.0)
-    if ink.ndim != 2 or ink.shape[0] != ink.shape[1]:
-        raise ProtocolError("bad_input", f"A sketch image must be square, not {ink.shape[1]}x{ink.shape[0]} pixels.")
-    method = Image.Resampling.BOX if ink.shape[0] > res else Image.Resampling.BILINEAR
-    out = np.asarray(Image.fromarray(ink, mode="F").resize((res, res), method), np.float32)
-    return np.clip(out, 0.0, 1.0)
-
-
-def load_png_sketch(path: str | Path, res: int = RESOLUTION) -> np.ndarray:
-    """Read a sketch image (dark strokes on a light, square canvas) as a res x res ink image.
-
-    Contrast is stretched so the darkest stroke is full ink. Raises
-    ProtocolError('bad_input', ...) for missing, corrupt, non-square, blank or dark images."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ProtocolError("bad_input", f"The sketch image {path} does not exist.")
-    try:
-        with Image.open(path) as img:
-            if max(img.size) > MAX_PNG_SIDE:
-                raise ProtocolError("bad_input", f"The sketch image {path.name} is too large "
-                                    f"({img.size[0]}x{img.size[1]}); use at most {MAX_PNG_SIDE} pixels a side.")
-            img.load()
-            gray = _to_gray(img)
-    except ProtocolError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise ProtocolError("bad_input", f"The sketch image {path.name} is corrupt or not an image Pillow can read.") from None
-    h, w = gray.shape
-    if h != w:
-        raise ProtocolError("bad_input", f"The sketch image {path.name} is {w}x{h} pixels; it must be square.")
-    ink = resample_ink(1.0 - gray, res)
-    background = float(np.median(ink))
-    if background > 0.5:
-        raise ProtocolError("bad_input",
-                            f"The sketch image {path.name} is mostly dark; draw dark strokes on a light background.")
-    top = float(ink.max())
-    if top - background < 0.15:
-        raise ProtocolError("bad_input", f"The sketch image {path.name} is blank; it has no visible strokes.")
-    return np.clip((ink - background) / (top - background), 0.0, 1.0).astype(np.float32)
-
-
-def _to_gray(img) -> np.ndarray:
-    """Any Pillow image -> float gray in [0, 1], transparent areas read as white paper."""
-    from PIL import Image
-
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        a = np.asarray(img, np.float64)
-        return np.clip(a / (65535.0 if a.max() > 255 else 255.0), 0.0, 1.0)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(paper, rgba)
-    return np.asarray(img.convert("L"), np.float64) / 255.0

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from sketch2mesh_addon.protocol import ProtocolError
+from model_server.errors import BAD_INPUT, Refused
 
 from model_server.geometry.maps import Maps
 from model_server.geometry.raycast import assemble_maps, cast
@@ -132,7 +132,7 @@ def hull_mesh(field: HullField, grid_resolution: int = GRID_RESOLUTION) -> tuple
     n = grid_resolution + 2 * GRID_MARGIN
     values = field.grid(n, lo, lo + spacing * (n - 1))
     if not (values < 0).any():
-        raise ProtocolError("bad_input", "The views' outlines share no volume; draw front and side at the same height.")
+        raise Refused(BAD_INPUT, "The views' outlines share no volume; draw front and side at the same height.")
     vertices, faces = surface_nets(values - COARSE_DILATION * spacing, lo, spacing)
     for _ in range(NEWTON_STEPS):
         f, g = field.value_and_gradient(vertices)
@@ -161,3 +161,13 @@ def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
     step = np.where(facing, -f / np.where(facing, slope, 1.0), 0.0)
     depth[hit] += np.clip(step, -ray_step_limit, ray_step_limit)
     return assemble_maps(hit, depth.astype(np.float32), g)
+
+
+class HullBackend:
+    """The ``hull`` backend: maps of the silhouettes' visual hull (see :func:`hull_maps`)."""
+
+    name = "hull"
+
+    def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
+        """Maps of the visual hull of ``silhouettes``; the inks add nothing a hull can use."""
+        return hull_maps(silhouettes, res)

@@ -15,7 +15,7 @@ import pytest
 from model_server.learning.data import generate as dataset
 from model_server.evaluation import evaluate
 from model_server.geometry import mesh_io
-from sketch2mesh_addon.protocol import ProtocolError
+from model_server.errors import Refused
 
 RES = 128
 METRIC_KEYS = [key for key, _, _ in evaluate.COLUMNS]
@@ -147,13 +147,13 @@ def test_refine_scores_the_mesh_before_and_after_fitting(tiny_dataset, tmp_path)
 
 
 def test_refine_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
-    with pytest.raises(ValueError, match="refine"):
+    with pytest.raises(Refused, match="refine"):
         evaluate_cli("--data", str(tiny_dataset), "--backend", "hull", "--refine", "-2",
                      "--report", str(tmp_path / "r.json"))
 
 
 def test_learned_backend_without_weights_stops_the_run(tiny_dataset, tmp_path):
-    with pytest.raises(ProtocolError) as error:
+    with pytest.raises(Refused) as error:
         evaluate_cli("--data", str(tiny_dataset), "--backend", "learned", "--report", str(tmp_path / "r.json"))
     assert error.value.code == "unavailable" and "Hull" in error.value.message
     assert not (tmp_path / "r.json").exists()

@@ -12,7 +12,7 @@ from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.geometry.normalize import fit_normalization
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette
-from sketch2mesh_addon.protocol import ProtocolError
+from model_server.errors import Refused
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_crossing_triangles_finds_a_piercing_pair():
 
 def test_maps_with_nothing_usable_are_bad_input():
     empty = Maps.empty(64)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(Refused) as err:
         fusion.fuse(empty)
     assert err.value.code == "bad_input"
 

@@ -8,7 +8,7 @@ from model_server.sketch.silhouette import iou
 from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette
-from sketch2mesh_addon.protocol import ProtocolError
+from model_server.errors import Refused
 
 
 def silhouettes_of(sketch):
@@ -72,6 +72,6 @@ def test_top_view_carves_the_hull(circle, polygon):
 
 
 def test_views_that_share_no_volume_are_bad_input(circle):
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(Refused) as err:
         hull.hull_maps(silhouettes_of({"front": [circle(0.2, 0.0, 0.7)], "side": [circle(0.2, 0.0, -0.7)]}))
     assert err.value.code == "bad_input"
