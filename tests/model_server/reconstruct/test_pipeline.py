@@ -21,12 +21,42 @@ def results(sketches):
     return {name: pipeline.reconstruct_strokes(sketch) for name, sketch in sketches.items()}
 
 
+# The shapes the conftest sketches draw, written out independently of the pipeline: each
+# view's filled outline as a polygon in world (u, v) (circles as fine polygons), and the
+# volume of the visual hull where it has a closed form.
+def _ellipse(rx: float, ry: float, n: int = 720) -> list[tuple[float, float]]:
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    return list(zip(rx * np.cos(t), ry * np.sin(t)))
+
+
+TRUE_OUTLINES = {
+    "sphere": {"front": _ellipse(0.6, 0.6), "side": _ellipse(0.6, 0.6)},
+    "box": {"front": [(-0.5, -0.7), (0.5, -0.7), (0.5, 0.6), (-0.5, 0.6)],
+            "side": [(-0.3, -0.7), (0.3, -0.7), (0.3, 0.6), (-0.3, 0.6)]},
+    "L": {"front": [(-0.6, -0.7), (0.6, -0.7), (0.6, -0.3), (-0.2, -0.3), (-0.2, 0.7), (-0.6, 0.7)],
+          "side": [(-0.4, -0.7), (0.4, -0.7), (0.4, 0.7), (-0.4, 0.7)]},
+    "mug": {"front": [(-0.4, -0.6), (0.4, -0.6), (0.4, -0.3), (0.7, -0.3), (0.7, 0.3), (0.4, 0.3), (0.4, 0.6), (-0.4, 0.6)],
+            "side": _ellipse(0.4, 0.6)},
+}
+TRUE_VOLUMES = {"sphere": 16.0 / 3.0 * 0.6 ** 3,   # two crossed cylinders (Steinmetz solid)
+                "box": 1.0 * 0.6 * 1.3}
+
+
+def _true_mask(outline: list[tuple[float, float]], view: views.View, res: int = 256) -> np.ndarray:
+    from matplotlib.path import Path as Outline
+
+    u, v = views.plane_grid(view, res)
+    return Outline(np.array(outline)).contains_points(np.stack([u.ravel(), v.ravel()], 1)).reshape(res, res)
+
+
 @pytest.mark.slow
-def test_front_and_side_silhouettes_match_the_sketch(results, sketches, sketch_name):
+def test_silhouettes_and_volume_match_the_drawn_shape(results, sketch_name):
     result = results[sketch_name]
-    canonical = fit_normalization(sketches[sketch_name]).to_canonical(result.vertices)
     for view in ("front", "side"):
-        assert silhouette_iou(canonical, result.faces, result.silhouettes[view], views.INPUT_VIEWS[view]) >= 0.90
+        truth = _true_mask(TRUE_OUTLINES[sketch_name][view], views.INPUT_VIEWS[view])
+        assert silhouette_iou(result.vertices, result.faces, truth, views.INPUT_VIEWS[view]) >= 0.97
+    if sketch_name in TRUE_VOLUMES:
+        assert signed_volume(result.vertices, result.faces) == pytest.approx(TRUE_VOLUMES[sketch_name], rel=0.02)
 
 
 @pytest.mark.slow

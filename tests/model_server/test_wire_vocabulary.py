@@ -1,0 +1,28 @@
+"""The wire protocol's names agree with the core's.
+
+The add-on ships without the server, so ``sketch2mesh_addon.protocol`` carries its own
+list of backends, detail levels, views and limits for the add-on's UI and for checking
+requests; the core defines the same facts where they live. These tests keep the two in
+step: a backend or detail level added on one side only fails here.
+"""
+
+from __future__ import annotations
+
+from sketch2mesh_addon import protocol
+
+from model_server.fit.optimiser import MAX_ITERATIONS
+from model_server.geometry.views import INPUT_VIEWS
+from model_server.reconstruct import backends, pipeline
+from model_server.reconstruct.fusion import DETAILS
+
+
+def test_backends_and_detail_levels_match():
+    assert protocol.BACKENDS == backends.BACKENDS
+    assert protocol.DETAILS == tuple(DETAILS)
+
+
+def test_views_and_limits_match():
+    assert protocol.VIEW_NAMES == tuple(INPUT_VIEWS)
+    assert protocol.REQUIRED_VIEWS == pipeline.REQUIRED_VIEWS
+    assert protocol.MAX_FIT_ITERATIONS == MAX_ITERATIONS
+
