@@ -33,12 +33,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_server.evaluation import evaluate
-from model_server.fit import optimiser as fitting
+from model_server.evaluation import evaluate  # noqa: E402
+from model_server.fit import optimiser as fitting  # noqa: E402
+from model_server.fit.diffrender import mesh_edges, render_silhouette  # noqa: E402
+from model_server.geometry import views  # noqa: E402
 from model_server.reconstruct import pipeline  # noqa: E402
 from model_server.sketch.png import load_png_sketch  # noqa: E402
-from model_server.geometry import views  # noqa: E402
-from model_server.fit.diffrender import mesh_edges, render_silhouette  # noqa: E402
 
 EVAL_MESHES = ROOT.parent / "shared" / "eval-meshes"
 SPEED_ITERATIONS = 20

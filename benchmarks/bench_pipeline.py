@@ -22,12 +22,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_server.reconstruct import pipeline  # noqa: E402
-from model_server.sketch.png import load_png_sketch  # noqa: E402
-from model_server.geometry import views  # noqa: E402
 from model_server.evaluation.metrics import silhouette_iou  # noqa: E402
+from model_server.geometry import views  # noqa: E402
 from model_server.geometry.mesh import closed_and_oriented, signed_volume  # noqa: E402
 from model_server.geometry.normalize import fit_normalization  # noqa: E402
+from model_server.reconstruct import pipeline  # noqa: E402
+from model_server.sketch.png import load_png_sketch  # noqa: E402
 
 STAGES = ("rasterize", "predict", "fuse", "poisson", "total")
 

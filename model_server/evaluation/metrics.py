@@ -14,8 +14,8 @@ from scipy.spatial import cKDTree
 
 from model_server.geometry.mesh import face_normals
 from model_server.geometry.raycast import render_silhouette
-from model_server.sketch.silhouette import fill_silhouette, iou
 from model_server.geometry.views import View
+from model_server.sketch.silhouette import fill_silhouette, iou
 
 Mesh = tuple[np.ndarray, np.ndarray]   # (vertices (V, 3), faces (F, 3))
 

@@ -34,12 +34,11 @@ import open3d as o3d
 from scipy import ndimage
 
 from model_server.errors import BAD_INPUT, Refused
-
 from model_server.geometry.maps import Maps
 from model_server.geometry.mesh import (adjacency, closed_and_oriented, half_edges, neighbour_mean, signed_volume,
                                          unique_edges)
+from model_server.geometry.views import VIEWS, View, normals_to_world, project, unproject
 from model_server.sketch.silhouette import disk
-from model_server.geometry.views import VIEWS, View, project, normals_to_world, unproject
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ import numpy as np
 from scipy import ndimage
 
 from model_server.errors import BAD_INPUT, Refused
-
 from model_server.geometry.maps import Maps
 from model_server.geometry.raycast import assemble_maps, cast
 from model_server.geometry.surface_nets import surface_nets
-from model_server.sketch.silhouette import signed_distance
 from model_server.geometry.views import INPUT_VIEWS, RESOLUTION, VIEWS, View, project
+from model_server.sketch.silhouette import signed_distance
 
 GRID_RESOLUTION = 128   # surface-net samples per axis over the canvas cube
 GRID_MARGIN = 3         # extra grid samples beyond the canvas on each side

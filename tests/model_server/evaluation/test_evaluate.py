@@ -12,10 +12,10 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server.learning.data import generate as dataset
+from model_server.errors import Refused
 from model_server.evaluation import evaluate
 from model_server.geometry import mesh_io
-from model_server.errors import Refused
+from model_server.learning.data import generate as dataset
 
 RES = 128
 METRIC_KEYS = [key for key, _, _ in evaluate.COLUMNS]

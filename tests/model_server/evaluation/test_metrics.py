@@ -7,8 +7,8 @@ import open3d as o3d
 import pytest
 
 from model_server.evaluation import metrics
-from model_server.sketch.rasterize import rasterize_strokes
 from model_server.geometry.views import FRONT
+from model_server.sketch.rasterize import rasterize_strokes
 
 
 def sphere(radius: float, centre=(0.0, 0.0, 0.0), resolution: int = 60) -> tuple[np.ndarray, np.ndarray]:

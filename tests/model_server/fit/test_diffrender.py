@@ -3,9 +3,9 @@ import open3d as o3d
 import pytest
 import torch
 
-from model_server.geometry import views
-from model_server.fit.diffrender import mesh_edges, project_vertices, render_silhouette
 from model_server.evaluation.metrics import silhouette_iou
+from model_server.fit.diffrender import mesh_edges, project_vertices, render_silhouette
+from model_server.geometry import views
 from model_server.learning.data.shapes import make_shape
 
 

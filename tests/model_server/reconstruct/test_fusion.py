@@ -2,17 +2,17 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server.reconstruct import fusion
-from model_server.reconstruct.backends import hull
-from model_server.reconstruct import pipeline
+from model_server.errors import Refused
+from model_server.evaluation.metrics import silhouette_iou
 from model_server.geometry import views
 from model_server.geometry.maps import Maps
-from model_server.evaluation.metrics import silhouette_iou
 from model_server.geometry.mesh import closed_and_oriented, signed_volume
 from model_server.geometry.normalize import fit_normalization
+from model_server.reconstruct import fusion
+from model_server.reconstruct import pipeline
+from model_server.reconstruct.backends import hull
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette
-from model_server.errors import Refused
 
 
 @pytest.fixture(scope="module")

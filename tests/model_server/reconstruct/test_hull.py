@@ -2,13 +2,13 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server.reconstruct.backends import hull
-from model_server.geometry import views
-from model_server.sketch.silhouette import iou
-from model_server.geometry.mesh import closed_and_oriented, signed_volume
-from model_server.sketch.rasterize import rasterize_strokes
-from model_server.sketch.silhouette import fill_silhouette
 from model_server.errors import Refused
+from model_server.geometry import views
+from model_server.geometry.mesh import closed_and_oriented, signed_volume
+from model_server.reconstruct.backends import hull
+from model_server.sketch.rasterize import rasterize_strokes
+from model_server.sketch.silhouette import iou
+from model_server.sketch.silhouette import fill_silhouette
 
 
 def silhouettes_of(sketch):

@@ -3,15 +3,14 @@ import open3d as o3d
 import pytest
 from PIL import Image
 
-from model_server.reconstruct import pipeline
-from model_server.geometry import views
+from model_server.errors import Refused
 from model_server.evaluation.metrics import silhouette_iou
+from model_server.geometry import views
 from model_server.geometry.mesh import closed_and_oriented, signed_volume
-from model_server.geometry.normalize import fit_normalization
+from model_server.reconstruct import pipeline
 from model_server.sketch.png import load_png_sketch
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette
-from model_server.errors import Refused
 
 TIMING_KEYS = {"rasterize", "predict", "fuse", "poisson", "refine", "total"}
 
