@@ -26,6 +26,7 @@ import numpy as np
 from model_server.device import DEVICES, resolve_device
 from model_server.errors import BAD_REQUEST, UNAVAILABLE, Refused
 from model_server.evaluation import metrics
+from model_server.fit.limits import check_iterations
 from model_server.geometry.mesh import closed_and_oriented
 from model_server.geometry.views import INPUT_VIEWS
 from model_server.learning.data import meshes
@@ -71,8 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate every selected shape, write the JSON report and print the table."""
-    from model_server.fit.optimiser import check_iterations
-
     check_iterations(args.refine, "--refine")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1.")

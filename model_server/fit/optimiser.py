@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from model_server.errors import BAD_REQUEST, Refused
 from model_server.fit.diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
 from model_server.fit.large_steps import SmoothingSystem, UniformAdam, solve
 from model_server.geometry.mesh import edge_faces as edge_faces_of
@@ -53,7 +52,6 @@ RIM_TOLERANCE_PX = 2.0      # rim points farther than this from the rendered edg
 EARLY_STOP_TOLERANCE = 2e-3   # stop once the best loss fell by less than this ...
 EARLY_STOP_WINDOW = 20        # ... over this many iterations
 PROGRESS_EVERY = 10
-MAX_ITERATIONS = 10_000      # the most iterations one fit may ask for
 
 
 class FitCancelled(Exception):
@@ -99,11 +97,6 @@ class FitResult:
                 "iterations": self.iterations, "stopped_early": self.stopped_early, "cancelled": self.cancelled,
                 "seconds": self.seconds, "weights": self.weights}
 
-
-def check_iterations(iterations: int, option: str, minimum: int = 0) -> None:
-    """Refuse an iteration count outside ``minimum..MAX_ITERATIONS``; ``option`` names it for the user."""
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or not minimum <= iterations <= MAX_ITERATIONS:
-        raise Refused(BAD_REQUEST, f"{option} must be {minimum}..{MAX_ITERATIONS} iterations, not {iterations}")
 
 
 def outline_points(mask: np.ndarray, strokes: list[np.ndarray], view: View,

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from model_server.errors import BAD_INPUT, BAD_REQUEST, Refused
+from model_server.fit.limits import check_iterations
 from model_server.geometry.normalize import fit_normalization
 from model_server.geometry.views import INPUT_VIEWS, RESOLUTION
 from model_server.reconstruct import backends
@@ -110,7 +111,7 @@ def fit_strokes(vertices: np.ndarray, faces: np.ndarray, strokes: dict[str, list
     the filled silhouettes and outline strokes there, and the result is mapped back.
     ``progress(message, fraction, vertices)`` receives the current world vertices every
     few iterations; raising ``FitCancelled`` from it stops with the best so far."""
-    from model_server.fit.optimiser import check_iterations, fit_to_strokes
+    from model_server.fit.optimiser import fit_to_strokes
 
     check_iterations(iterations, "iterations", minimum=1)
     frame, canonical, images = _sketch_images(strokes)
@@ -148,7 +149,6 @@ def refine_result(result: Result, iterations: int, strokes: dict[str, list[np.nd
 
 def _prepare(backend: str, detail: str, refine: int, weights: str | Path | None, device: str) -> backends.Backend:
     """Check the options before any work and load the backend."""
-    from model_server.fit.optimiser import check_iterations
     from model_server.reconstruct.fusion import DETAILS
 
     if detail not in DETAILS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sketch2mesh_addon import protocol
 
-from model_server.fit.optimiser import MAX_ITERATIONS
+from model_server.fit.limits import MAX_ITERATIONS
 from model_server.geometry.views import INPUT_VIEWS
 from model_server.reconstruct import backends, pipeline
 from model_server.reconstruct.fusion import DETAILS
