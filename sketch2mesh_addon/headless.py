@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
 import sys
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,14 +52,29 @@ def split_argv(argv: list[str]) -> list[str]:
     return argv[argv.index("--") + 1:] if "--" in argv else []
 
 
+def source_protocol() -> types.ModuleType:
+    """The add-on's protocol module, where the backends and details are defined. Run as
+    a script, load it from its file: importing the add-on package here would make
+    Blender reload it when it enables the add-on."""
+    if __package__:
+        return importlib.import_module(__package__ + ".protocol")
+    name = "_sketch2mesh_headless_protocol"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("protocol.py"))
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headless.py", description="Reconstruct a Grease Pencil sketch headless.")
     parser.add_argument("--blend", type=Path, help="the .blend to open (bpy wheel; a Blender binary opens it itself)")
     parser.add_argument("--strokes", type=Path, help="instead of a .blend: build the sketch in an empty file from a "
                                                      "JSON file {view: [[[u, v], ...], ...]} (examples/*/strokes.json)")
     parser.add_argument("--sketch", help="name of the Grease Pencil object to reconstruct")
-    parser.add_argument("--backend", choices=("learned", "hull"), default="hull")
-    parser.add_argument("--detail", choices=("low", "medium", "high"), default="medium")
+    protocol = source_protocol()
+    parser.add_argument("--backend", choices=protocol.BACKENDS, default="hull")
+    parser.add_argument("--detail", choices=protocol.DETAILS, default="medium")
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="Fit to strokes iterations (0 skips)")
     parser.add_argument("--server-python", help="Python of the server environment")
     parser.add_argument("--port", type=int, help="server port (default: the add-on preference)")

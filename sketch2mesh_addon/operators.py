@@ -2,18 +2,22 @@
 
 Invoked from the UI, the operators that talk to the server run a :class:`jobs.Job`
 and poll it from a modal timer, so Blender never blocks; Esc or the panel's Cancel
-button cancels. Executed from a script or in background mode they run synchronously
-and report errors, which bpy turns into a RuntimeError.
+button cancels. What each tick or key press does is decided by a bpy-free
+:class:`job_flow.JobFlow`; the operators only apply its steps. Executed from a script
+or in background mode they run synchronously and report errors, which bpy turns into
+a RuntimeError.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import bpy
+import numpy as np
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import client, jobs, mesh_import, preferences, protocol, server_process, strokes
+from . import client, job_flow, jobs, mesh_import, preferences, protocol, server_process, strokes
 
 BACKENDS = (
     ("HULL", "Hull", "Geometric visual-hull backend: no network, always available"),
@@ -130,11 +134,13 @@ class SKETCH2MESH_OT_view(bpy.types.Operator):
 class JobOperator:
     """Shared machinery of the operators that run a job: ``prepare`` checks the input and
     returns the work; ``execute`` (scripts, background mode) runs it here, ``invoke`` (the
-    UI) runs it in a worker thread polled from a modal timer; ``finish`` uses the result."""
+    UI) runs it in a worker thread that a :class:`job_flow.JobFlow` polls from a modal
+    timer; ``finish`` uses the result. The flow decides; these methods only apply its steps."""
 
     job_title = ""
     _timer = None
-    _job: jobs.Job | None = None
+    _flow: job_flow.JobFlow | None = None
+    _preview: jobs.Latest | None = None
 
     def prepare(self, context: bpy.types.Context) -> jobs.Work | None:
         """The job's work, or None after reporting why the input is unusable."""
@@ -162,10 +168,11 @@ class JobOperator:
 
     def start_job(self, context: bpy.types.Context, title: str, work: jobs.Work) -> set[str]:
         try:
-            self._job = jobs.submit(title, work)
+            job = jobs.submit(title, work)
         except RuntimeError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        self._flow = job_flow.JobFlow(job, time.monotonic, self._preview)
         self._timer = context.window_manager.event_timer_add(TIMER_S, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -179,31 +186,37 @@ class JobOperator:
         return work(progress, threading.Event())
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel.set()
-        if event.type != "TIMER" and event.type != "ESC":
-            return {"PASS_THROUGH"}
-        if context.workspace is not None:
-            context.workspace.status_text_set(f"{job.status_line()}  (Esc to cancel)")
-        _tag_redraw(context)
-        if not job.done.is_set():
-            return {"RUNNING_MODAL"}
-        self._end(context)
-        if job.error is None and job.result is not None:   # a cancelled fit still brings its best shape
-            return self.finish(context, job.result)
-        self.abandon(context)
-        if job.cancelled:
-            self.report({"INFO"}, f"{job.title} cancelled.")
-            return {"CANCELLED"}
-        self.report({"ERROR"}, jobs.user_message(job.error or RuntimeError("the job ended without a result")))
-        return {"CANCELLED"}
+        if event.type == "TIMER":
+            flow_event = job_flow.Event.TICK
+        elif event.type == "ESC" and event.value == "PRESS":
+            flow_event = job_flow.Event.ESC
+        else:
+            flow_event = job_flow.Event.OTHER
+        return self.apply_step(context, self._flow.handle(flow_event))
 
     def cancel(self, context: bpy.types.Context) -> None:
-        if self._job is not None:
-            self._job.cancel.set()
-        self._end(context)
-        self.abandon(context)
+        self.apply_step(context, self._flow.abort())
+
+    def apply_step(self, context: bpy.types.Context, step: job_flow.Step) -> set[str]:
+        """Do what the flow said, in the order :class:`job_flow.Step` gives."""
+        if step.live is not None:
+            self.show_live(context, step.live)
+        if step.status is not None:
+            if context.workspace is not None:
+                context.workspace.status_text_set(step.status)
+            _tag_redraw(context)
+        if step.ended:
+            self._end(context)
+        if step.restore:
+            self.abandon(context)
+        if step.report is not None:
+            self.report({step.report.level}, step.report.message)
+        if step.result is not None:
+            return self.finish(context, step.result)
+        return {step.returns}
+
+    def show_live(self, context: bpy.types.Context, vertices: np.ndarray) -> None:
+        """Show intermediate vertices the job streamed (Fit to strokes does)."""
 
     def abandon(self, context: bpy.types.Context) -> None:
         """Undo anything shown while the job ran, when it ends without a result."""
@@ -315,11 +328,9 @@ class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
         return jobs.fit_work(preferences.settings(context), sketch_strokes, vertices, faces, self.iterations,
                              self._preview)
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        current = self._preview.take() if event.type == "TIMER" else None
-        if current is not None and self._shape.alive():
-            self._shape.show(current)
-        return super().modal(context, event)
+    def show_live(self, context: bpy.types.Context, vertices: np.ndarray) -> None:
+        if self._shape.alive():
+            self._shape.show(vertices)
 
     def abandon(self, context: bpy.types.Context) -> None:
         if self._shape.alive():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, IntProperty, PointerProperty
 
-from . import jobs, mesh_import, preferences, server_process, strokes
+from . import job_flow, jobs, mesh_import, preferences, server_process, strokes
 from .operators import BACKENDS, DETAILS
 
 
@@ -24,7 +24,7 @@ def draw_running_job(layout: bpy.types.UILayout) -> bool:
     job = jobs.current()
     if job is None:
         return False
-    layout.progress(factor=job.fraction, type="BAR", text=f"{job.title}: {job.message}")
+    layout.progress(factor=job.fraction, type="BAR", text=job_flow.progress_text(job))
     layout.operator("sketch2mesh.cancel", icon="CANCEL")
     return True
 

@@ -99,11 +99,10 @@ def addon():
     addon_utils.disable(ADDON, default_set=True)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """A server started by hand on a free port, its token where the add-on looks for it."""
+def start_server(log: Path) -> tuple[subprocess.Popen, int]:
+    """A server started by hand on a free port, its token where the add-on looks for it;
+    returns once it answers ping."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([SERVER_PYTHON, "-m", "model_server", "serve", "--port", str(port),
                                     "--device", "cpu"], stdout=out, stderr=subprocess.STDOUT,
@@ -116,20 +115,40 @@ def server(tmp_path_factory):
         if token:
             try:
                 client.ping("127.0.0.1", port, token)
-                break
+                return process, port
             except client.ServerError:
                 pass
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the test server did not answer within {SERVER_READY_S} s:\n{log.read_text()}")
         time.sleep(0.2)
-    yield {"port": port, "process": process, "log": log}
+
+
+def stop_server(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A server shared by the session's tests, on a free port."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    process, port = start_server(log)
+    yield {"port": port, "process": process, "log": log}
+    stop_server(process)
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of the test's own, for a test that kills it."""
+    log = tmp_path / "server.log"
+    process, port = start_server(log)
+    yield {"port": port, "process": process, "log": log}
+    stop_server(process)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import bpy
 import numpy as np
 import pytest
 
-from sketch2mesh_addon import headless, mesh_import, strokes
+from sketch2mesh_addon import headless, mesh_import, protocol, strokes
 
 SCRIPT = Path(headless.__file__).resolve()
 SQUARE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5]], np.float32)
@@ -44,6 +44,16 @@ def test_split_argv_handles_blender_and_python_invocations():
     assert headless.split_argv(wheel) == ["--blend", "f.blend", "--out", "x.obj"]
     assert headless.split_argv(["headless.py", "--strokes", "s.json", "--out", "a.ply"]) == \
         ["--strokes", "s.json", "--out", "a.ply"]
+
+
+def test_backend_and_detail_choices_come_from_the_protocol(monkeypatch):
+    monkeypatch.setattr(protocol, "BACKENDS", ("hull", "sculpted"))
+    monkeypatch.setattr(protocol, "DETAILS", ("draft",))
+    parser = headless.build_parser()
+    args = parser.parse_args(["--backend", "sculpted", "--detail", "draft", "--out", "x.obj"])
+    assert (args.backend, args.detail) == ("sculpted", "draft")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--backend", "learned", "--out", "x.obj"])
 
 
 @pytest.mark.slow

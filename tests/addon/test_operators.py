@@ -34,17 +34,42 @@ def test_view_operator_makes_the_matching_layer_active(scene):
     assert obj.data.layers.active == strokes.find_layer(obj, "Side")
 
 
-def test_sidebar_tab_has_the_four_sections(addon):
-    panels = [bpy.types.SKETCH2MESH_PT_server, bpy.types.SKETCH2MESH_PT_sketch,
-              bpy.types.SKETCH2MESH_PT_reconstruct, bpy.types.SKETCH2MESH_PT_refine]
-    assert [p.bl_label for p in panels] == ["Server", "Sketch", "Reconstruct", "Refine"]
-    assert {(p.bl_space_type, p.bl_region_type, p.bl_category) for p in panels} == {("VIEW_3D", "UI", "Sketch2Mesh")}
+def _undo_window():
+    window = bpy.context.window_manager.windows[0]
+    return bpy.context.temp_override(window=window, screen=window.screen, area=window.screen.areas[0])
 
 
-def test_reconstruct_and_server_operators_declare_undo():
-    assert "UNDO" in bpy.types.SKETCH2MESH_OT_reconstruct.bl_options
-    assert "UNDO" in bpy.types.SKETCH2MESH_OT_new_sketch.bl_options
-    assert "UNDO" in bpy.types.SKETCH2MESH_OT_fit_strokes.bl_options
+def _as_from_the_ui(operator, **options) -> set[str]:
+    """Call an operator with Blender's undo push on, as a button does ("EXEC_DEFAULT", undo=True)."""
+    return operator("EXEC_DEFAULT", True, **options)
+
+
+def test_new_sketch_is_one_undo_step(scene):
+    with _undo_window():
+        bpy.ops.ed.undo_push(message="before")   # background mode starts with undo off
+    assert _as_from_the_ui(bpy.ops.sketch2mesh.new_sketch) == {"FINISHED"}
+    with _undo_window():
+        bpy.ops.ed.undo()
+        assert "Sketch" not in bpy.data.objects
+        bpy.ops.ed.redo()
+    assert strokes.is_sketch(bpy.data.objects["Sketch"])
+
+
+@pytest.mark.slow
+def test_reconstruct_and_fit_are_one_undo_step_each(served_scene, draw_sketch):
+    draw_sketch()
+    with _undo_window():
+        bpy.ops.ed.undo_push(message="before")
+    assert _as_from_the_ui(bpy.ops.sketch2mesh.reconstruct, backend="HULL", detail="LOW") == {"FINISHED"}
+    assert _as_from_the_ui(bpy.ops.sketch2mesh.fit_strokes, iterations=5) == {"FINISHED"}
+    with _undo_window():
+        bpy.ops.ed.undo()
+        assert bpy.data.objects["Sketch_mesh"].data.shape_keys is None   # the fit, undone alone
+        bpy.ops.ed.undo()
+        assert "Sketch_mesh" not in bpy.data.objects                     # then the reconstruction
+        bpy.ops.ed.redo()
+        bpy.ops.ed.redo()
+    assert bpy.data.objects["Sketch_mesh"].data.shape_keys.key_blocks.get(mesh_import.FITTED_KEY) is not None
 
 
 @pytest.mark.slow

@@ -1,0 +1,133 @@
+"""The sidebar's panels: what they draw for the scene, the active object and a running job.
+
+Background mode draws no UI, so each panel's draw() runs on a layout that records what
+it is asked to draw.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import bpy
+import pytest
+
+from sketch2mesh_addon import jobs, mesh_import, panel, strokes
+
+WAIT_S = 60
+
+
+class Layout:
+    """Records a panel's drawing as ('label', text), ('prop', name), ('operator', idname,
+    its properties) and ('progress', text, factor); rows and boxes draw into the same list."""
+
+    def __init__(self):
+        self.drawn: list[tuple] = []
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        self.drawn.append(("label", text))
+
+    def prop(self, data, name: str, **options) -> None:
+        self.drawn.append(("prop", name))
+
+    def operator(self, idname: str, text: str = "", icon: str = "NONE") -> SimpleNamespace:
+        properties = SimpleNamespace()
+        self.drawn.append(("operator", idname, properties))
+        return properties
+
+    def progress(self, factor: float = 0.0, type: str = "BAR", text: str = "") -> None:
+        self.drawn.append(("progress", text, factor))
+
+    def row(self, align: bool = False) -> Layout:
+        return self
+
+    def box(self) -> Layout:
+        return self
+
+
+def draw(panel_class: type) -> list[tuple]:
+    layout = Layout()
+    panel_class.draw(SimpleNamespace(layout=layout), bpy.context)
+    return layout.drawn
+
+
+def operators_drawn(drawn: list[tuple]) -> dict[str, SimpleNamespace]:
+    return {item[1]: item[2] for item in drawn if item[0] == "operator"}
+
+
+def labels(drawn: list[tuple]) -> list[str]:
+    return [item[1] for item in drawn if item[0] == "label"]
+
+
+@pytest.fixture
+def running_job():
+    """A job holding at 'Fusing' (40%) until the test ends or releases it."""
+    reached, release = threading.Event(), threading.Event()
+
+    def work(progress, cancel):
+        progress("Fusing", 0.4)
+        reached.set()
+        release.wait(WAIT_S)
+
+    job = jobs.submit("Reconstruct", work)
+    assert reached.wait(WAIT_S)
+    yield job, release
+    release.set()
+    assert job.done.wait(WAIT_S)
+
+
+def test_reconstruct_button_carries_the_scenes_backend_and_detail(scene):
+    bpy.context.scene.sketch2mesh.backend, bpy.context.scene.sketch2mesh.detail = "LEARNED", "HIGH"
+    button = operators_drawn(draw(panel.SKETCH2MESH_PT_reconstruct))["sketch2mesh.reconstruct"]
+    assert (button.backend, button.detail) == ("LEARNED", "HIGH")
+
+
+def test_fit_button_carries_the_scenes_iterations(scene):
+    bpy.context.scene.sketch2mesh.fit_iterations = 37
+    assert operators_drawn(draw(panel.SKETCH2MESH_PT_refine))["sketch2mesh.fit_strokes"].iterations == 37
+
+
+def test_a_running_job_replaces_the_buttons_with_its_progress_and_cancel(scene, running_job):
+    job, release = running_job
+    for panel_class, button in ((panel.SKETCH2MESH_PT_reconstruct, "sketch2mesh.reconstruct"),
+                                (panel.SKETCH2MESH_PT_refine, "sketch2mesh.fit_strokes")):
+        drawn = draw(panel_class)
+        assert ("progress", "Reconstruct: Fusing", 0.4) in drawn
+        assert set(operators_drawn(drawn)) == {"sketch2mesh.cancel"}
+    assert bpy.ops.sketch2mesh.cancel() == {"FINISHED"}
+    assert ("progress", "Reconstruct: cancelling", 0.4) in draw(panel.SKETCH2MESH_PT_reconstruct)
+    release.set()
+    assert job.done.wait(WAIT_S)
+    assert "sketch2mesh.reconstruct" in operators_drawn(draw(panel.SKETCH2MESH_PT_reconstruct))
+
+
+def test_refine_names_the_sketch_a_mesh_came_from_else_offers_a_pick(scene, draw_sketch):
+    sketch = draw_sketch()
+    bpy.ops.mesh.primitive_cube_add()
+    assert ("prop", "fit_sketch") in draw(panel.SKETCH2MESH_PT_refine)
+    bpy.context.view_layer.objects.active[mesh_import.SOURCE_PROPERTY] = sketch.name
+    drawn = draw(panel.SKETCH2MESH_PT_refine)
+    assert f"Sketch: {sketch.name}" in labels(drawn) and ("prop", "fit_sketch") not in drawn
+
+
+def test_refine_shows_the_last_fits_ious(scene):
+    bpy.ops.mesh.primitive_cube_add()
+    assert not any("IoU" in text for text in labels(draw(panel.SKETCH2MESH_PT_refine)))
+    mesh_import.store_fit_report(bpy.context.view_layer.objects.active, {
+        "iou_before": {"front": 0.5, "side": 0.25}, "iou_after": {"front": 0.875, "side": 0.75},
+        "flipped_faces": 2, "iterations": 40, "cancelled": True})
+    assert labels(draw(panel.SKETCH2MESH_PT_refine))[-4:] == [
+        "Silhouette IoU, before -> after  (cancelled)", "Front: 0.500 -> 0.875", "Side: 0.250 -> 0.750",
+        "2 flipped faces, 40 iterations"]
+
+
+def test_sketch_panel_buttons_switch_to_each_views_layer(scene, draw_sketch):
+    assert "No sketch active" in labels(draw(panel.SKETCH2MESH_PT_sketch))
+    sketch = draw_sketch()
+    drawn = draw(panel.SKETCH2MESH_PT_sketch)
+    assert "No sketch active" not in labels(drawn)
+    views = [item[2].view for item in drawn if item[0] == "operator" and item[1] == "sketch2mesh.view"]
+    assert views == ["FRONT", "SIDE", "TOP"]
+    for view in views:
+        bpy.ops.sketch2mesh.view(view=view)
+        assert sketch.data.layers.active == strokes.find_layer(sketch, view.title())
