@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model_server.files import atomic_write
 from model_server.learning.networks import MultiViewNet, build_model
 
 FORMAT = 1
@@ -30,15 +31,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a crash leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -103,5 +97,6 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
+    """Write the fp16 weights of ``args.checkpoint`` to ``args.out`` and report their size."""
     export_weights(args.checkpoint, args.out)
     print(f"Wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, fp16)")

@@ -32,6 +32,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "view_width": 8,      # channels of each view's decoder at full resolution (doubling, capped at 8x)
     "num_views": NUM_VIEWS,
 }
+INPUT_ORDER: tuple[str, ...] = ("front", "side", "top")   # sketch views in the order network_input stacks them
 MAP_CHANNELS = 5          # per view: depth, normal xyz, mask logit
 MAX_MULTIPLIER = 8
 MASK_PRIOR = 0.1          # initial foreground probability (objects cover about a tenth of a view)
@@ -65,7 +66,7 @@ def input_channels(in_views: int) -> int:
 def network_input(sketch: torch.Tensor, top_present: torch.Tensor | None, in_views: int) -> torch.Tensor:
     """Stack ink images into the network input.
 
-    sketch: (B, 3, R, R) or (B, 2, R, R) ink in [0, 1] (1 = darkest), views (front, side[, top]).
+    sketch: (B, 3, R, R) or (B, 2, R, R) ink in [0, 1] (1 = darkest), views in INPUT_ORDER.
     top_present: (B,) bool; an absent top becomes a zero image with its flag plane at 0."""
     front_side = sketch[:, :2]
     if in_views == 2:

@@ -47,11 +47,22 @@ def test_checkpoint_loads_with_the_weights_only_unpickler(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == [path]
 
 
+class SaveInterrupted(Exception):
+    """Stands for anything that stops a save half-way (a full disk, a kill)."""
+
+
+class Unsaveable:
+    """A value whose pickling fails part-way through torch.save."""
+
+    def __reduce__(self):
+        raise SaveInterrupted("stopped mid-save")
+
+
 def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "run.pt"
     ckpt.save_checkpoint(path, training_state())
-    with pytest.raises(Exception):
-        ckpt.save_checkpoint(path, {"format": ckpt.FORMAT, "config": TOY, "model": lambda: None})
+    with pytest.raises(SaveInterrupted):
+        ckpt.save_checkpoint(path, {"format": ckpt.FORMAT, "config": TOY, "model": Unsaveable()})
     assert ckpt.load_checkpoint(path)["step"] == 1
     assert list(tmp_path.iterdir()) == [path]
 

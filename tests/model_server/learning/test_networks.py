@@ -34,10 +34,24 @@ def test_forward_gives_every_views_maps_with_unit_normals(in_views: int) -> None
 
 
 def test_views_have_their_own_decoders() -> None:
-    """Two output views differ even for a symmetric input: their decoders do not share weights."""
+    """A gradient step on the decoders (bottleneck, up blocks, head) against one view's loss
+    changes that view's maps and no other's: no decoder weight serves two views. With shared
+    or cross-view mixing decoders, the step would move every view."""
     torch.manual_seed(0)
-    out = build_model(TOY)(network_input(torch.rand(1, 3, 32, 32), torch.tensor([True]), 3))
-    assert not torch.allclose(out["depth"][0, 0], out["depth"][0, 1])
+    net = build_model(TOY)
+    x = network_input(torch.rand(2, 3, 32, 32), torch.tensor([True, False]), 3)
+    before = net(x)
+    view = 3
+    decoders = [p for part in (net.bottleneck, net.up, net.head) for p in part.parameters()]
+    (before["depth"][:, view].sum() + before["normal"][:, view].sum() + before["mask_logit"][:, view].sum()).backward()
+    with torch.no_grad():
+        for p in decoders:
+            p -= 0.5 * p.grad
+        after = net(x)
+    others = [v for v in range(TOY["num_views"]) if v != view]
+    for name in ("depth", "normal", "mask_logit"):
+        assert (after[name][:, view] - before[name][:, view]).abs().max() > 1e-2, name
+        torch.testing.assert_close(after[name][:, others], before[name][:, others], atol=1e-6, rtol=0)
 
 
 def test_a_missing_top_is_a_blank_image_with_its_flag_off() -> None:

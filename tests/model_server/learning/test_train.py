@@ -1,4 +1,5 @@
-"""Training at toy size on a generated dataset: learning, logs, exact resume, and a two-process torchrun."""
+"""The ``train`` command at toy size on a generated dataset: learning, logs, exact resume,
+user errors, and a two-process torchrun."""
 
 from __future__ import annotations
 
@@ -78,20 +79,6 @@ def test_resume_reproduces_the_uninterrupted_run(data: Path, tmp_path: Path) -> 
     losses = slice(2, 8)  # loss terms; the step times differ
     assert torch.equal(full["history"]["rows"][:, losses], resumed["history"]["rows"][:, losses])
     assert [r["step"] for r in read_csv(logs / "losses.csv")] == list(range(1, 11))
-
-
-def test_sampler_shards_a_shuffled_epoch_and_starts_mid_epoch() -> None:
-    data = list(range(10))
-    ranks = [train.ResumableSampler(data, rank, 2, seed=0, batch=2) for rank in (0, 1)]
-    for sampler in ranks:
-        sampler.set_position(3, 0)
-    keys = [list(s) for s in ranks]
-    assert sorted(i for k in keys for i, _ in k) == data and {e for k in keys for _, e in k} == {3}
-    assert ranks[0].steps_per_epoch == 3
-    ranks[0].set_position(3, 1)
-    assert list(ranks[0]) == keys[0][2:] and len(ranks[0]) == 3
-    ranks[0].set_position(4, 0)
-    assert list(ranks[0]) != keys[0]
 
 
 def test_bad_arguments_are_user_errors(data: Path, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""The dataset generator and reader: consistent ground truth, determinism across workers,
-resuming, broken meshes, splits, the CLI and the contact sheet. Tiny datasets at 64²."""
+"""The dataset generator: files in the format, consistent ground truth, determinism across
+workers, resuming, broken meshes, family interleaving and the ``dataset`` command. Tiny datasets at 64²."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from model_server.learning.data import generate as dataset
-from model_server.learning.data import meshes
-from model_server.geometry import views
 from model_server.__main__ import main as cli
-from model_server.geometry.surface_nets import surface_nets
-from model_server.geometry.maps import Maps
+from model_server.geometry import views
 from model_server.geometry.mesh_io import write_mesh
+from model_server.geometry.surface_nets import surface_nets
+from model_server.learning.data import generate
+from model_server.learning.data import meshes
+from model_server.learning.data.format import load_shape, read_index, read_meta
 
 RES = 64
 
@@ -45,8 +45,8 @@ def make(out: Path, count: int | None = None, families=None, mesh_folder=None, s
          workers: int = 1, res: int = RES) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", meshes.MeshWarning)
-        plan = dataset.make_plan(count, families, mesh_folder, "z", seed, res)
-        return dataset.generate(out, plan, workers, progress=False)
+        plan = generate.make_plan(count, families, mesh_folder, "z", seed, res)
+        return generate.generate(out, plan, workers, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +61,10 @@ def procedural(tmp_path_factory) -> Path:
 def test_files_follow_the_format(procedural):
     from model_server.learning.data import shapes
 
-    meta = dataset.read_meta(procedural)
+    meta = read_meta(procedural)
     assert meta == {"format": 1, "resolution": RES, "views": 14, "styles": ["clean", "sketchy", "suggestive"],
                     "sketch_views": ["front", "side", "top"], "seed": 5, "count": 3}
-    index = dataset.read_index(procedural)
+    index = read_index(procedural)
     assert [e["id"] for e in index] == ["000000", "000001", "000002"]
     assert [e["family"] for e in index] == list(shapes.FAMILIES[:3])
     assert all(e["source"] == "procedural" and e["file"] == f"shapes/{e['id']}.npz" for e in index)
@@ -79,8 +79,8 @@ def test_files_follow_the_format(procedural):
 def test_ground_truth_lands_on_the_mesh(procedural):
     """Every foreground pixel, unprojected with its stored depth, lies on the stored mesh
     within a pixel; masks and normals agree with it."""
-    for entry in dataset.read_index(procedural):
-        shape = dataset.load_shape(procedural, entry)
+    for entry in read_index(procedural):
+        shape = load_shape(procedural, entry)
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(shape["vertices"]), o3d.core.Tensor(shape["faces"].astype(np.uint32)))
         for i, view in enumerate(views.VIEWS):
@@ -97,11 +97,11 @@ def test_ground_truth_lands_on_the_mesh(procedural):
 
 def test_sketches_outline_the_ground_truth_masks(procedural):
     """Front and side sketches of every style have ink around the front and side masks' extents."""
-    for entry in dataset.read_index(procedural):
-        shape = dataset.load_shape(procedural, entry)
+    for entry in read_index(procedural):
+        shape = load_shape(procedural, entry)
         for view in (0, 1):
             mask_rows = np.flatnonzero(shape["mask"][view].any(axis=1))
-            for style in range(len(dataset.STYLES)):
+            for style in range(len(generate.STYLES)):
                 ink_rows = np.flatnonzero((shape["sketch"][style, view] > 0.5).any(axis=1))
                 assert len(ink_rows) > 0
                 assert abs(ink_rows[0] - mask_rows[0]) <= 2 and abs(ink_rows[-1] - mask_rows[-1]) <= 2
@@ -113,7 +113,7 @@ def test_same_seed_same_arrays_whatever_the_workers(procedural, tmp_path):
 
     make(tmp_path, 3, list(shapes.FAMILIES[:3]), workers=2)
     assert (tmp_path / "index.jsonl").read_text() == (procedural / "index.jsonl").read_text()
-    for entry in dataset.read_index(procedural):
+    for entry in read_index(procedural):
         with np.load(procedural / entry["file"]) as a, np.load(tmp_path / entry["file"]) as b:
             assert sorted(a.files) == sorted(b.files)
             for name in a.files:
@@ -126,12 +126,12 @@ def test_a_shape_depends_only_on_seed_and_index(tmp_path, procedural):
     from model_server.learning.data import shapes
 
     families = list(shapes.FAMILIES[:3])
-    plan = dataset.make_plan(3, families, None, "z", 5, RES)
-    one = dataset.make_sample(*dataset.shape_geometry(plan, 2, dataset.shape_rngs(5, 2)[0]), dataset.shape_rngs(5, 2)[1], RES)
+    plan = generate.make_plan(3, families, None, "z", 5, RES)
+    one = generate.make_sample(*generate.shape_geometry(plan, 2, generate.shape_rngs(5, 2)[0]), generate.shape_rngs(5, 2)[1], RES)
     with np.load(procedural / "shapes/000002.npz") as stored:
         for name, array in one.items():
             np.testing.assert_array_equal(stored[name], array, err_msg=name)
-    other = dataset.make_sample(*dataset.shape_geometry(plan, 2, dataset.shape_rngs(6, 2)[0]), dataset.shape_rngs(6, 2)[1], RES)
+    other = generate.make_sample(*generate.shape_geometry(plan, 2, generate.shape_rngs(6, 2)[0]), generate.shape_rngs(6, 2)[1], RES)
     assert not np.array_equal(other["sketch"], one["sketch"])
 
 
@@ -147,11 +147,11 @@ def test_resume_skips_finished_shapes_and_repairs_the_index(tmp_path, mesh_folde
     summary = make(tmp_path, 5, mesh_folder=mesh_folder)
     assert first.stat().st_mtime_ns == stamp
     assert summary["made"] == 3 and summary["skipped"] == 1      # 1, 3, 4 made; 2 is the broken file
-    ids = [e["id"] for e in dataset.read_index(tmp_path)]
+    ids = [e["id"] for e in read_index(tmp_path)]
     assert ids == ["000000", "000001", "000003", "000004"]
     lines = (tmp_path / "index.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ids
-    assert dataset.read_meta(tmp_path)["count"] == 4
+    assert read_meta(tmp_path)["count"] == 4
     assert not list((tmp_path / "shapes").glob(".*"))
 
 
@@ -164,15 +164,15 @@ def test_resume_refuses_other_settings(tmp_path, mesh_folder):
 
 
 def test_broken_mesh_is_skipped_with_a_warning(tmp_path, mesh_folder):
-    plan = dataset.make_plan(None, None, mesh_folder, "z", 0, RES)
+    plan = generate.make_plan(None, None, mesh_folder, "z", 0, RES)
     assert plan.count == 4 and plan.families == ("mesh",)
     with pytest.warns(meshes.MeshWarning, match="c_broken.stl"):
-        summary = dataset.generate(tmp_path, plan, 1, progress=False)
+        summary = generate.generate(tmp_path, plan, 1, progress=False)
     assert summary["skipped"] == 1
-    index = dataset.read_index(tmp_path)
+    index = read_index(tmp_path)
     assert [Path(e["source"]).name for e in index] == ["a_ellipsoid.ply", "b_disc.obj", "d_tall.glb"]
     assert all(e["family"] == "mesh" for e in index)
-    shape = dataset.load_shape(tmp_path, index[2])
+    shape = load_shape(tmp_path, index[2])
     size = shape["vertices"].max(axis=0) - shape["vertices"].min(axis=0)
     assert size[2] == pytest.approx(1.7, abs=1e-3) and size[0] < 0.7     # the tall one stands up
 
@@ -180,96 +180,39 @@ def test_broken_mesh_is_skipped_with_a_warning(tmp_path, mesh_folder):
 def test_families_interleave_with_meshes(mesh_folder):
     from model_server.learning.data import shapes
 
-    plan = dataset.make_plan(9, [shapes.FAMILIES[1], shapes.FAMILIES[0]], mesh_folder, "z", 0, RES)
+    plan = generate.make_plan(9, [shapes.FAMILIES[1], shapes.FAMILIES[0]], mesh_folder, "z", 0, RES)
     assert [plan.entry(i)["family"] for i in range(6)] == [shapes.FAMILIES[1], shapes.FAMILIES[0], "mesh"] * 2
     sources = [Path(plan.entry(i)["source"]).name for i in (2, 5, 8)]
     assert sources == ["a_ellipsoid.ply", "b_disc.obj", "c_broken.stl"]
     with pytest.raises(ValueError, match="unknown shape family"):
-        dataset.make_plan(3, ["teapot"], None, "z", 0, RES)
+        generate.make_plan(3, ["teapot"], None, "z", 0, RES)
     with pytest.raises(ValueError, match="--count"):
-        dataset.make_plan(None, None, None, "z", 0, RES)
+        generate.make_plan(None, None, None, "z", 0, RES)
 
 
 def test_later_passes_over_meshes_are_variants(tmp_path):
     folder = tmp_path / "one"
     folder.mkdir()
     ellipsoid_file(folder / "e.ply")
-    plan = dataset.make_plan(2, None, folder, "z", 0, RES)
-    first = dataset.shape_geometry(plan, 0, dataset.shape_rngs(0, 0)[0])[0]
-    second = dataset.shape_geometry(plan, 1, dataset.shape_rngs(0, 1)[0])[0]
+    plan = generate.make_plan(2, None, folder, "z", 0, RES)
+    first = generate.shape_geometry(plan, 0, generate.shape_rngs(0, 0)[0])[0]
+    second = generate.shape_geometry(plan, 1, generate.shape_rngs(0, 1)[0])[0]
     assert not np.allclose(first, second)
     assert (second.max(axis=0) - second.min(axis=0)).max() == pytest.approx(1.7, abs=1e-4)
 
 
-def test_splits_come_from_the_id():
-    ids = [dataset.shape_id(i) for i in range(4000)]
-    splits = [dataset.split_of(i) for i in ids]
-    assert splits == [dataset.split_of(i) for i in ids]
-    share = {s: splits.count(s) / len(ids) for s in dataset.SPLITS}
-    assert share["train"] == pytest.approx(0.90, abs=0.02)
-    assert share["val"] == pytest.approx(0.05, abs=0.015) and share["test"] == pytest.approx(0.05, abs=0.015)
-
-
-def test_read_index_filters_by_split(procedural, tmp_path):
-    entries = [{"id": dataset.shape_id(i), "family": "mesh", "source": "x", "split": dataset.split_of(dataset.shape_id(i)),
-                "file": f"shapes/{dataset.shape_id(i)}.npz"} for i in range(60)]
-    (tmp_path / "meta.json").write_text((procedural / "meta.json").read_text())
-    (tmp_path / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in reversed(entries)))
-    assert dataset.read_index(tmp_path) == entries
-    for split in dataset.SPLITS:
-        assert dataset.read_index(tmp_path, split) == [e for e in entries if e["split"] == split]
-    with pytest.raises(ValueError):
-        dataset.read_index(tmp_path, "holdout")
-    with pytest.raises(ValueError, match="not a dataset"):
-        dataset.read_index(tmp_path / "nothing")
-
-
-def test_load_shape_round_trip(tmp_path):
-    rng = np.random.default_rng(0)
-    mask = rng.random((14, RES, RES)) > 0.5
-    normal = rng.normal(size=(14, RES, RES, 3))
-    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    normal[..., 2] = np.abs(normal[..., 2])
-    depth = rng.uniform(-1.5, 1.5, (14, RES, RES))
-    inks = rng.random((3, 3, RES, RES)).astype(np.float32)
-    vertices, faces = rng.normal(size=(10, 3)).astype(np.float32), rng.integers(0, 10, (7, 3))
-    arrays = dataset.encode(Maps(depth, normal, mask.astype(np.float32)), inks, vertices, faces)
-    (tmp_path / "shapes").mkdir()
-    dataset.write_npz(tmp_path / "shapes/x.npz", arrays)
-    shape = dataset.load_shape(tmp_path, {"file": "shapes/x.npz"})
-    np.testing.assert_array_equal(shape["mask"], mask)
-    np.testing.assert_allclose(shape["depth"][mask], depth[mask], atol=2e-3)
-    assert not shape["depth"][~mask].any() and not shape["normal"][~mask].any()
-    np.testing.assert_allclose(shape["normal"][mask], normal[mask], atol=0.02)
-    np.testing.assert_allclose(np.linalg.norm(shape["normal"][mask], axis=-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(shape["sketch"], inks, atol=0.5 / 255 + 1e-6)
-    np.testing.assert_array_equal(shape["vertices"], vertices)
-    np.testing.assert_array_equal(shape["faces"], faces)
-    assert {k: v.dtype for k, v in shape.items()} == {"depth": np.float32, "normal": np.float32, "mask": bool,
-                                                      "sketch": np.float32, "vertices": np.float32, "faces": np.int32}
-
-
-def test_cli_generates_and_previews(tmp_path, mesh_folder, capsys):
+def test_cli_generates(tmp_path, mesh_folder, capsys):
     out = tmp_path / "data"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", meshes.MeshWarning)
         assert cli(["dataset", "--out", str(out), "--meshes", str(mesh_folder), "--workers", "1",
                     "--resolution", str(RES), "--seed", "3"]) == 0
     assert "shapes/s" in capsys.readouterr().out
-    assert dataset.read_meta(out)["count"] == 3
-    sheet = tmp_path / "sheet.png"
-    assert cli(["dataset-preview", str(out), "--out", str(sheet), "--count", "2"]) == 0
-    from PIL import Image
-
-    with Image.open(sheet) as image:
-        width, height = image.size
-    assert width == dataset.LABEL_WIDTH + 15 * dataset.PREVIEW_TILE
-    assert height == dataset.HEADER_HEIGHT + 2 * dataset.PREVIEW_TILE
+    assert read_meta(out)["count"] == 3
 
 
 def test_cli_reports_bad_settings(tmp_path, capsys):
     assert cli(["dataset", "--out", str(tmp_path / "d"), "--count", "2", "--families", "teapot"]) == 2
     assert "unknown shape family" in capsys.readouterr().err
     assert cli(["dataset", "--out", str(tmp_path / "d"), "--meshes", str(tmp_path / "none")]) == 2
-    assert cli(["dataset-preview", str(tmp_path / "none"), "--out", str(tmp_path / "s.png")]) == 2
-    assert not (tmp_path / "s.png").exists() and not (tmp_path / "d").exists()
+    assert not (tmp_path / "d").exists()

@@ -1,0 +1,77 @@
+"""Training batches: a dataset split as network inputs and targets, and a resumable sampler.
+
+Every random choice about a sample (its sketch style, whether the top view is shown) is a
+function of (seed, epoch, shape index), and the sampler can start mid-epoch, so a resumed
+run sees exactly the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from model_server.learning.data.format import load_shape
+from model_server.learning.networks import INPUT_ORDER, network_input
+
+
+class SketchMaps(Dataset):
+    """Shapes of one split as network inputs and targets.
+
+    Indexed by (shape index, epoch): the sketch style and whether the top view is shown are
+    drawn from a generator seeded by (seed, epoch, index), so they do not depend on worker
+    processes or on where a run was resumed."""
+
+    def __init__(self, data_dir: Path, entries: list[dict], meta: dict, in_views: int, seed: int) -> None:
+        self.data_dir, self.entries, self.in_views, self.seed = data_dir, entries, in_views, seed
+        names = list(meta["sketch_views"])
+        self.view_index = [names.index(v) for v in INPUT_ORDER if v in names]
+        self.has_top = "top" in names
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, epoch = key
+        shape = load_shape(self.data_dir, self.entries[index])
+        rng = np.random.default_rng([self.seed, epoch, index])
+        style = int(rng.integers(len(shape["sketch"])))
+        show_top = self.has_top and bool(rng.random() < 0.5)
+        ink = torch.from_numpy(np.ascontiguousarray(shape["sketch"][style][self.view_index], np.float32))
+        x = network_input(ink[None], torch.tensor([show_top]), self.in_views)[0]
+        return {"input": x, "depth": torch.from_numpy(shape["depth"]),
+                "normal": torch.from_numpy(shape["normal"]).permute(0, 3, 1, 2).contiguous(),
+                "mask": torch.from_numpy(shape["mask"].astype(np.float32))}
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that yields (index, epoch) keys and can start mid-epoch."""
+
+    def __init__(self, dataset: Dataset, rank: int, world: int, seed: int, batch: int) -> None:
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.batch, self.skip = batch, 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_samples / self.batch)
+
+    def set_position(self, epoch: int, step_in_epoch: int) -> None:
+        """Start the next pass at step ``step_in_epoch`` of ``epoch``."""
+        self.set_epoch(epoch)
+        self.skip = step_in_epoch * self.batch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(super().__iter__())[self.skip:]
+        return iter([(i, self.epoch) for i in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch's tensors on ``device`` (asynchronously from pinned memory)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
