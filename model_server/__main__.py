@@ -27,7 +27,7 @@ WEIGHTS_HELP = ("checkpoint or exported weights for the learned backend (the lea
 # so that `serve` starts without importing the training stack.
 PLUGGED = {
     "dataset": ("model_server.learning.data.generate", "add_arguments", "run", "generate a training dataset (procedural shapes and/or your meshes)"),
-    "dataset-preview": ("model_server.learning.data.generate", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
+    "dataset-preview": ("model_server.learning.data.previews", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
     "train": ("model_server.learning.train", "add_arguments", "run", "train the multi-view network (torchrun for several processes)"),
     "evaluate": ("model_server.evaluation.evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
     "export-weights": ("model_server.learning.checkpoint", "add_export_arguments", "run_export",

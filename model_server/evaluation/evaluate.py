@@ -120,9 +120,9 @@ Loader = Callable[[np.random.Generator], Case]   # the generator draws any rando
 def dataset_cases(folder: Path, split: str, style: str) -> list[tuple[str, Loader]]:
     """The dataset's shapes of ``split`` with the sketches of ``style``; nothing is read
     until a loader is called."""
-    from model_server.learning.data import generate as dataset
+    from model_server.learning.data.format import load_shape, read_index, read_meta
 
-    meta = dataset.read_meta(folder)
+    meta = read_meta(folder)
     if style not in meta["styles"]:
         raise ValueError(f"--style must be one of this dataset's styles ({', '.join(meta['styles'])}), not {style!r}")
     style_index = meta["styles"].index(style)
@@ -130,13 +130,13 @@ def dataset_cases(folder: Path, split: str, style: str) -> list[tuple[str, Loade
 
     def loader(entry: dict) -> Loader:
         def load(rng: np.random.Generator) -> Case:
-            shape = dataset.load_shape(folder, entry)
+            shape = load_shape(folder, entry)
             sketch = shape["sketch"][style_index]
             return Case({view: sketch[i] for view, i in view_index.items()}, shape["vertices"], shape["faces"],
                         entry.get("source", ""), entry.get("family", ""))
         return load
 
-    entries = dataset.read_index(folder, None if split == "all" else split)
+    entries = read_index(folder, None if split == "all" else split)
     return [(str(entry["id"]), loader(entry)) for entry in entries]
 
 

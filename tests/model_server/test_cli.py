@@ -110,3 +110,16 @@ def test_negative_refine_is_refused(tmp_path):
     out = tmp_path / "m.ply"
     proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "hull", "--refine", "-1", "--out", str(out))
     assert proc.returncode == 2 and "--refine" in proc.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["dataset", "dataset-preview", "train", "evaluate", "export-weights"])
+def test_every_plugged_command_parses_its_options(command):
+    import importlib
+
+    from model_server.__main__ import PLUGGED, build_parser
+
+    module, _, run, _ = PLUGGED[command]
+    assert callable(getattr(importlib.import_module(module), run))
+    with pytest.raises(SystemExit) as exit_:
+        build_parser([command, "--help"]).parse_args([command, "--help"])
+    assert exit_.value.code == 0

@@ -15,6 +15,7 @@ import pytest
 from model_server.errors import Refused
 from model_server.evaluation import evaluate
 from model_server.geometry import mesh_io
+from model_server.learning.data import format as data_format
 from model_server.learning.data import generate as dataset
 
 RES = 128
@@ -36,7 +37,7 @@ def write_dataset(folder: Path, shapes: dict[str, tuple], res: int = RES) -> Pat
     ``shapes``: id -> (vertices, faces, split, blank); a blank shape's sketches are empty,
     which the pipeline cannot reconstruct."""
     (folder / "shapes").mkdir(parents=True)
-    meta = {"format": dataset.FORMAT, "resolution": res, "views": 14, "styles": list(dataset.STYLES),
+    meta = {"format": data_format.FORMAT, "resolution": res, "views": 14, "styles": list(dataset.STYLES),
             "sketch_views": list(dataset.SKETCH_VIEWS), "seed": 0, "count": len(shapes)}
     (folder / "meta.json").write_text(json.dumps(meta))
     rng = np.random.default_rng(0)
@@ -45,7 +46,7 @@ def write_dataset(folder: Path, shapes: dict[str, tuple], res: int = RES) -> Pat
             arrays = dataset.make_sample(vertices, faces, rng, res)
             if blank:
                 arrays["sketch"][:] = 0
-            dataset.write_npz(folder / "shapes" / f"{shape_id}.npz", arrays)
+            data_format.write_npz(folder / "shapes" / f"{shape_id}.npz", arrays)
             index.write(json.dumps({"id": shape_id, "family": "test", "source": "procedural", "split": split,
                                     "file": f"shapes/{shape_id}.npz"}) + "\n")
     return folder
