@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sketch2mesh_addon import client, mesh_import, server_process, strokes  # noqa: E402
+from sketch2mesh_addon import client, mesh_import, protocol, server_process, strokes  # noqa: E402
 
 STAGES = ("rasterize", "predict", "fuse", "poisson", "total")
 
@@ -62,7 +62,7 @@ def run_once(conn: server_process.Connection, sketch: dict, detail: str) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--detail", default="medium", choices=("low", "medium", "high"))
+    parser.add_argument("--detail", default="medium", choices=protocol.DETAILS)
     parser.add_argument("--examples", nargs="*", default=None)
     args = parser.parse_args()
     python = str(Path(os.environ.get("SKETCH2MESH_SERVER_PYTHON", REPO / ".venv" / "bin" / "python")).absolute())

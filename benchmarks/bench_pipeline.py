@@ -27,6 +27,7 @@ from model_server.geometry import views  # noqa: E402
 from model_server.geometry.mesh import closed_and_oriented, signed_volume  # noqa: E402
 from model_server.geometry.normalize import fit_normalization  # noqa: E402
 from model_server.reconstruct import pipeline  # noqa: E402
+from model_server.reconstruct.fusion import DETAILS  # noqa: E402
 from model_server.sketch.png import load_png_sketch  # noqa: E402
 
 STAGES = ("rasterize", "predict", "fuse", "poisson", "total")
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     global DETAIL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--detail", choices=("low", "medium", "high"), default="medium")
+    parser.add_argument("--detail", choices=tuple(DETAILS), default="medium")
     parser.add_argument("--no-examples", action="store_true")
     args = parser.parse_args(argv)
     DETAIL = args.detail

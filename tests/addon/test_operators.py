@@ -185,3 +185,10 @@ def test_wrong_token_is_a_clear_error_and_changes_nothing(served_scene, server, 
         token_file.write_text(good)
     assert scene_state() == before
     assert _reconstruct() == {"FINISHED"}  # and the server still serves
+
+
+def test_operator_choices_are_the_protocols():
+    from sketch2mesh_addon import operators
+
+    assert sorted(item[0].lower() for item in operators.BACKENDS) == sorted(protocol.BACKENDS)
+    assert [item[0].lower() for item in operators.DETAILS] == list(protocol.DETAILS)
