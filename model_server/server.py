@@ -262,7 +262,9 @@ class ModelServer:
         result = pipeline.reconstruct_strokes(job.strokes, device=self.device, progress=progress, weights=self.weights,
                                               **job.params)
         summary = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
-                   "faces": int(len(result.faces)), "timings_s": result.timings}
+                   "faces": int(len(result.faces)), "timings_s": result.timings, "notes": result.notes,
+                   "fusion": result.fusion}
+        self._say(f"job {job.request_id}: surface from {result.fusion}")
         if result.fit:
             summary["fit"] = result.fit
         return (protocol.make_reply(job.request_id, "result", result=summary),

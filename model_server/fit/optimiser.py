@@ -33,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from model_server.fit.diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
@@ -62,11 +63,15 @@ class FitCancelled(Exception):
 class FitTarget:
     """What one sketched view asks for, in the canonical frame.
 
-    mask: filled silhouette, bool (res, res), row 0 = top (pipeline.Result.silhouettes).
-    outline: (N, 2) view-plane points on the outer strokes (see ``outline_points``)."""
+    mask: silhouette, bool (res, res), row 0 = top (pipeline.Result.silhouettes).
+    outline: (N, 2) view-plane points on the outer strokes (see ``outline_points``).
+    thin: bool (res, res), the silhouette's thin parts (lines that enclose nothing). Only
+    the silhouette term shapes them: a thin part's own stroke runs down its middle, and
+    pulling its rims onto that line, or onto the body's outline, would erase it."""
 
     mask: np.ndarray
     outline: np.ndarray
+    thin: np.ndarray | None = None
 
 
 @dataclass
@@ -100,22 +105,24 @@ class FitResult:
 
 
 def outline_points(mask: np.ndarray, strokes: list[np.ndarray], view: View,
-                   spacing_px: float = 1.0, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> np.ndarray:
-    """Resampled stroke points lying on the filled silhouette's edge, (N, 2) view-plane coords.
+                   spacing_px: float = 1.0, tolerance_px: float = OUTLINE_TOLERANCE_PX,
+                   exclude: np.ndarray | None = None) -> np.ndarray:
+    """Resampled stroke points lying on the silhouette's edge, (N, 2) view-plane coords.
 
     Strokes are (N, 2+) polylines in view-plane coordinates (extra columns such as pressure
-    are ignored). With no strokes at all, the pixel centres on the mask's edge are used."""
+    are ignored). With no strokes at all, the pixel centres on the mask's edge are used.
+    Points near ``exclude`` pixels (the thin parts) are left out."""
     res = mask.shape[0]
     pixel = view.pixel_size(res)
     points = [_resample(np.asarray(s, np.float64)[:, :2], spacing_px * pixel) for s in strokes if len(s)]
-    if not points:
-        return _edge_pixels(mask, view)
-    points = np.concatenate(points)
+    points = np.concatenate(points) if points else _edge_pixels(mask, view)
     rows, cols = plane_to_pixel(points[:, 0], points[:, 1], view.extent, res)
-    edge_distance = np.abs(signed_distance(mask))
     r = np.clip(np.rint(rows).astype(int), 0, res - 1)
     c = np.clip(np.rint(cols).astype(int), 0, res - 1)
-    return points[edge_distance[r, c] <= tolerance_px].astype(np.float32)
+    keep = np.abs(signed_distance(mask))[r, c] <= tolerance_px
+    if exclude is not None and np.any(exclude):
+        keep &= ~_near_thin(exclude)[r, c]
+    return points[keep].astype(np.float32)
 
 
 def fit_to_strokes(vertices: np.ndarray, faces: np.ndarray, targets: dict[str, FitTarget],
@@ -188,6 +195,8 @@ class _Problem:
         self.edge_faces = torch.as_tensor(edge_faces, device=device)
         self.system = SmoothingSystem(len(vertices), edge_vertices, SMOOTHING, device)
         self.masks = {n: torch.as_tensor(t.mask, dtype=torch.float32, device=device) for n, t in targets.items()}
+        self.thin = {n: torch.as_tensor(_near_thin(t.thin), device=device) for n, t in targets.items()
+                     if t.thin is not None and np.any(t.thin)}
         self.outlines = {n: self._to_pixels(torch.as_tensor(np.asarray(t.outline, np.float32).reshape(-1, 2),
                                                             device=device), views[n])
                          for n, t in targets.items()}
@@ -263,7 +272,10 @@ class _Problem:
         res = rendered.shape[0]
         r = pixels[:, 0].detach().round().long().clamp(0, res - 1)
         c = pixels[:, 1].detach().round().long().clamp(0, res - 1)
-        outer = pixels[edge_distance[r, c] <= RIM_TOLERANCE_PX]
+        on_outline = edge_distance[r, c] <= RIM_TOLERANCE_PX
+        if name in self.thin:
+            on_outline &= ~self.thin[name][r, c]
+        outer = pixels[on_outline]
         if len(outer) == 0:
             return x.sum() * 0.0
         with torch.no_grad():   # match without the graph, then differentiate the matched pairs only
@@ -317,6 +329,11 @@ def _resample(polyline: np.ndarray, spacing: float) -> np.ndarray:
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(polyline, axis=0), axis=1))])
     samples = np.linspace(0.0, arc[-1], max(2, int(np.ceil(arc[-1] / spacing)) + 1))
     return np.stack([np.interp(samples, arc, polyline[:, k]) for k in range(2)], 1)
+
+
+def _near_thin(thin: np.ndarray) -> np.ndarray:
+    """The thin parts grown by the outline tolerance: where rims and strokes belong to them."""
+    return ndimage.binary_dilation(np.asarray(thin, bool), iterations=int(np.ceil(RIM_TOLERANCE_PX)) + 1)
 
 
 def _edge_pixels(mask: np.ndarray, view: View) -> np.ndarray:

@@ -71,8 +71,9 @@ def fit_normalization(strokes: dict[str, list[np.ndarray]], target_extent: float
         lo[axes] = np.minimum(lo[axes], p.min(axis=0))
         hi[axes] = np.maximum(hi[axes], p.max(axis=0))
     seen = np.isfinite(lo)
-    centre = np.where(seen, 0.5 * (lo + hi), 0.0)
-    size = float(np.max(np.where(seen, hi - lo, 0.0)))
+    centre = np.zeros(3)
+    centre[seen] = 0.5 * (lo[seen] + hi[seen])
+    size = float(np.max(hi[seen] - lo[seen])) if seen.any() else 0.0
     if not np.isfinite(size) or size <= 0.0:
         raise ValueError("the sketch has no extent to normalise")
     return Normalization(centre, target_extent / size)

@@ -41,6 +41,10 @@ from model_server.geometry.views import VIEWS, View, normals_to_world, project, 
 from model_server.sketch.silhouette import disk
 
 
+class NotClosed(Refused):
+    """Fusion could not make a closed surface (the pipeline may still fall back to another)."""
+
+
 @dataclass(frozen=True)
 class Detail:
     """Fusion settings for one detail level: point spacing, Poisson octree depth, face budget."""
@@ -62,6 +66,12 @@ MIN_POINTS = 200
 _CELL_OFFSET = 1 << 12      # voxel indices are shifted positive and packed into one int64 key
 _CELL_RANGE = 1 << 13
 UNTANGLE_ROUNDS = 6
+NOT_CLOSED = "The reconstructed surface is not closed; simplify the sketch and try again."
+# Ways to get a closed surface out of Poisson, tried in order: (what, voxel grid shift in
+# voxels, octree depth change). Marching cubes inside Poisson can leave a non-manifold edge
+# where two sheets touch; a shifted sampling or another octree moves that contact away.
+ATTEMPTS = (("Poisson", 0.0, 0), ("Poisson on a shifted voxel grid", 0.37, 0),
+            ("Poisson one octree level finer", 0.0, 1), ("Poisson one octree level coarser", 0.0, -1))
 LOW_DENSITY_COMPONENT = 0.5  # components whose median density is below this fraction of the mesh median go
 MIN_COMPONENT_FRACTION = 0.02  # ... and so do those with fewer faces than this fraction of the largest
 THIN_WIDTH_VOXELS = 1.0     # a mask part narrower than this many voxels is thin
@@ -164,7 +174,8 @@ def poisson(cloud: o3d.geometry.PointCloud, depth: int) -> tuple[o3d.geometry.Tr
     return mesh, np.asarray(density)
 
 
-def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_faces: int,
+                   relax: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The well-supported components, decimated, cleaned, closed and oriented outward.
 
     The main component is the largest well-supported one. Others stay too unless their
@@ -174,7 +185,8 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
     a component of its own and must not be dropped. The components of one Poisson
     surface do not cross, so the union of closed ones is still watertight.
     Should decimation ever break the manifold, the undecimated mesh is used instead;
-    slivers are then smoothed and untangled (see :func:`untangle`)."""
+    slivers are then smoothed (``relax``: one Laplacian step, for marching-cubes output) and
+    untangled (see :func:`untangle`)."""
     faces = np.asarray(mesh.triangles)
     labels, sizes = _components(mesh)
     if len(sizes) > 1:
@@ -192,11 +204,12 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
                 and candidate.is_orientable():
             candidate.orient_triangles()
             faces = np.asarray(candidate.triangles).astype(np.int64)
-            vertices = untangle(laplacian_step(np.asarray(candidate.vertices), faces), faces)
+            vertices = np.asarray(candidate.vertices)
+            vertices = untangle(laplacian_step(vertices, faces) if relax else vertices, faces)
             if signed_volume(vertices, faces) < 0:
                 faces = faces[:, ::-1]
             return vertices.astype(np.float32), np.ascontiguousarray(faces, np.int32)
-    raise Refused(BAD_INPUT, "The reconstructed surface is not closed; simplify the sketch and try again.")
+    raise NotClosed(BAD_INPUT, NOT_CLOSED)
 
 
 def laplacian_step(vertices: np.ndarray, faces: np.ndarray, weight: float = 0.5) -> np.ndarray:
@@ -274,10 +287,13 @@ def _components(mesh: o3d.geometry.TriangleMesh) -> tuple[np.ndarray, np.ndarray
     return np.asarray(labels), np.asarray(sizes)
 
 
-def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = None,
+         steps: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Maps of the 14 views -> (vertices (V, 3) float32, faces (F, 3) int32), watertight and outward.
 
-    Adds 'fuse' (points, pruning, cleaning) and 'poisson' seconds to ``timings``."""
+    Adds 'fuse' (points, pruning, cleaning) and 'poisson' seconds to ``timings``, and to
+    ``steps`` the way that gave a closed surface (see ATTEMPTS). Raises NotClosed when
+    none did."""
     settings = DETAILS[detail]
     timings = {} if timings is None else timings
     start = time.perf_counter()
@@ -288,14 +304,34 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     points, normals = points[keep], normals[keep]
     thin = thin_parts(points, maps, THIN_WIDTH_VOXELS * settings.voxel_size)
     half_pixel = 0.5 * VIEWS[0].pixel_size(maps.resolution)
-    cloud = downsample(points, normals, settings.voxel_size, thin, offset=half_pixel)
-    after_points = time.perf_counter()
-    mesh, density = poisson(cloud, settings.poisson_depth)
-    after_poisson = time.perf_counter()
-    if len(mesh.triangles) == 0:
-        raise Refused(BAD_INPUT, "No surface could be fitted to the sketch; draw closed outlines in front and side.")
-    vertices, faces = trim_and_clean(mesh, density, settings.max_faces)
-    end = time.perf_counter()
-    timings["fuse"] = timings.get("fuse", 0.0) + (after_points - start) + (end - after_poisson)
-    timings["poisson"] = timings.get("poisson", 0.0) + (after_poisson - after_points)
-    return vertices, faces
+    timings["fuse"] = timings.get("fuse", 0.0) + time.perf_counter() - start
+    for what, shift, deeper in ATTEMPTS:
+        start = time.perf_counter()
+        cloud = downsample(points, normals, settings.voxel_size, thin, offset=half_pixel + shift * settings.voxel_size)
+        depth = settings.poisson_depth + deeper
+        after_points = time.perf_counter()
+        mesh, density = poisson(cloud, depth)
+        after_poisson = time.perf_counter()
+        if len(mesh.triangles) == 0:
+            raise Refused(BAD_INPUT, "No surface could be fitted to the sketch; draw closed outlines in front and side.")
+        try:
+            vertices, faces = trim_and_clean(mesh, density, settings.max_faces)
+            closed = True
+        except NotClosed:
+            closed = False
+        timings["fuse"] += (after_points - start) + (time.perf_counter() - after_poisson)
+        timings["poisson"] = timings.get("poisson", 0.0) + (after_poisson - after_points)
+        if closed:
+            if steps is not None:
+                steps.append(f"{what} (octree depth {depth})")
+            return vertices, faces
+    raise NotClosed(BAD_INPUT, NOT_CLOSED)
+
+
+def close_mesh(vertices: np.ndarray, faces: np.ndarray, detail: str = "medium") -> tuple[np.ndarray, np.ndarray]:
+    """A closed surface from another source (the hull's own mesh) through the same decimation
+    and cleaning as a Poisson surface, without the Laplacian step (after decimation its
+    long flat triangles would pull corners in); NotClosed if it cannot be made closed."""
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(vertices, np.float64)),
+                                     o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
+    return trim_and_clean(mesh, np.ones(len(vertices)), DETAILS[detail].max_faces, relax=False)

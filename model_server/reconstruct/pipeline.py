@@ -8,6 +8,11 @@ between stages (and every few fitting iterations) and may raise to cancel the jo
 
 ``fit_strokes`` is Fit to strokes on its own: any mesh, in world space, against a sketch.
 
+Reading the sketch: each view's silhouette is what its strokes enclose plus its lines as
+thin parts (``sketch.silhouette``); front and side drawn at slightly different heights are
+lined up (``sketch.align``); a sketch with only one of front and side is inflated from
+its outline (``reconstruct.inflate``). What was done is told in ``Result.notes``.
+
 Inputs are taken as the service edge has validated them (``protocol.check_strokes``,
 ``protocol.check_mesh``); what the sketch's geometry makes impossible (no area enclosed,
 views sharing no volume, unknown options) raises :class:`model_server.errors.Refused`.
@@ -29,12 +34,16 @@ from model_server.geometry.views import INPUT_VIEWS, RESOLUTION
 from model_server.reconstruct import backends
 from model_server.sketch.png import resample_ink
 from model_server.sketch.rasterize import rasterize_strokes
-from model_server.sketch.silhouette import fill_silhouette
+from model_server.sketch.align import align_side_to_front
+from model_server.sketch.silhouette import read_silhouette
 
 Progress = Callable[[str, float], None]
 FitProgress = Callable[[str, float, "np.ndarray | None"], None]
 
-REQUIRED_VIEWS = ("front", "side")
+MAIN_VIEWS = ("front", "side")   # at least one of these is drawn; both give the true shape
+ONE_VIEW_NOTE = ("Only the {drawn} view is drawn, so the shape is inflated from its outline; "
+                 "draw the {missing} view too for a truer shape.")
+HULL_FALLBACK = "the visual hull's own surface (no Poisson surface came out closed)"
 
 
 @dataclass
@@ -48,6 +57,9 @@ class Result:
     device: str
     silhouettes: dict[str, np.ndarray] = field(default_factory=dict)  # bool res x res per input view, canonical frame
     fit: dict | None = None         # Fit to strokes summary (iou_before/after, flipped_faces, ...) when refined
+    notes: list[str] = field(default_factory=list)   # sentences for the user: what was done to the sketch
+    fusion: str = ""                # how the closed surface was made (which Poisson attempt, or a fallback)
+    thin: dict[str, np.ndarray] = field(default_factory=dict)  # bool res x res: the thin parts of each silhouette
 
 
 @dataclass
@@ -71,9 +83,8 @@ def reconstruct_images(inks: dict[str, np.ndarray], backend: str = "hull", detai
     unknown = set(inks) - set(INPUT_VIEWS)
     if unknown:
         raise Refused(BAD_INPUT, f"Unknown view(s) {', '.join(sorted(unknown))}; expected front, side and top.")
-    for view in REQUIRED_VIEWS:
-        if view not in inks:
-            raise Refused(BAD_INPUT, f"The {view} sketch is missing; front and side are both required.")
+    if not any(view in inks for view in MAIN_VIEWS):
+        raise Refused(BAD_INPUT, "There is no front or side sketch; give at least one of them.")
     report = progress or (lambda message, fraction: None)
     report("Reading the sketch", 0.0)
     t0 = time.perf_counter()
@@ -115,8 +126,8 @@ def fit_strokes(vertices: np.ndarray, faces: np.ndarray, strokes: dict[str, list
 
     check_iterations(iterations, "iterations", minimum=1)
     frame, canonical, images = _sketch_images(strokes)
-    silhouettes = _silhouettes(images)
-    targets = _fit_targets(silhouettes, canonical)
+    sketch = _read(images, canonical)
+    targets = _fit_targets(sketch.silhouettes, sketch.thin, sketch.strokes)
 
     def report(message: str, fraction: float, current: np.ndarray | None) -> None:
         if progress is not None:
@@ -139,12 +150,13 @@ def refine_result(result: Result, iterations: int, strokes: dict[str, list[np.nd
     t0 = time.perf_counter()
     report = progress or (lambda message, fraction: None)
     report("Fitting to the strokes", 0.0)
-    fitted = fit_to_strokes(result.vertices, result.faces, _fit_targets(result.silhouettes, strokes or {}),
+    fitted = fit_to_strokes(result.vertices, result.faces,
+                            _fit_targets(result.silhouettes, result.thin, strokes or {}),
                             iterations=iterations, device=device,
                             progress=lambda message, fraction, _: report(message, fraction))
     timings = dict(result.timings, refine=result.timings.get("refine", 0.0) + time.perf_counter() - t0)
     return Result(fitted.vertices, result.faces, timings, result.backend, result.device, result.silhouettes,
-                  fitted.summary())
+                  fitted.summary(), result.notes, result.fusion, result.thin)
 
 
 def _prepare(backend: str, detail: str, refine: int, weights: str | Path | None, device: str) -> backends.Backend:
@@ -170,24 +182,60 @@ def _sketch_images(strokes: dict[str, list[np.ndarray]]):
     return frame, canonical, images
 
 
-def _silhouettes(images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Filled silhouettes of the ink images; front and side must enclose area, an empty top is dropped."""
-    silhouettes = {view: fill_silhouette(ink) for view, ink in images.items()}
-    for view in REQUIRED_VIEWS:
-        if view not in silhouettes or not silhouettes[view].any():
-            raise Refused(BAD_INPUT, f"The {view} strokes enclose no area; draw the object's closed outline there.")
-    if "top" in silhouettes and not silhouettes["top"].any():
-        del silhouettes["top"]
-    return silhouettes
+@dataclass
+class _Sketch:
+    """A sketch as read: per view its ink, silhouette, thin parts and canonical strokes
+    (none for PNG input), after lining the side up with the front, and what was done."""
+
+    images: dict[str, np.ndarray]
+    silhouettes: dict[str, np.ndarray]
+    thin: dict[str, np.ndarray]
+    strokes: dict[str, list[np.ndarray]]
+    notes: list[str]
 
 
-def _fit_targets(silhouettes: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -> dict:
-    """Fit to strokes targets per view: the filled silhouette and its outline strokes
-    (the silhouette's edge where only an image was given)."""
+def _read(images: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -> _Sketch:
+    """Silhouettes of the ink images: each drawn view must show a part, at least one of
+    front and side is drawn, an empty top is dropped, and the side is lined up with the front."""
+    read = {view: read_silhouette(ink) for view, ink in images.items()}
+    for view in MAIN_VIEWS:
+        if view in read and not read[view].mask.any():
+            raise Refused(BAD_INPUT, f"The {view} strokes show no part; draw the object's outline there.")
+    if not any(view in read for view in MAIN_VIEWS):
+        raise Refused(BAD_INPUT, "The sketch has no front or side strokes; draw the object's outline on the Front "
+                                 "layer, the Side layer or both.")
+    if "top" in read and not read["top"].mask.any():
+        del read["top"]
+    sketch = _Sketch({view: images[view] for view in read}, {view: s.mask for view, s in read.items()},
+                     {view: s.thin for view, s in read.items()}, dict(strokes), [])
+    if "front" in read and "side" in read:
+        alignment = align_side_to_front(sketch.silhouettes["front"], sketch.silhouettes["side"])
+        if alignment.scale != 1.0 or alignment.shift != 0.0:
+            sketch.images["side"] = alignment.image(sketch.images["side"], order=1)
+            sketch.silhouettes["side"] = alignment.image(sketch.silhouettes["side"], order=0)
+            sketch.thin["side"] = alignment.image(sketch.thin["side"], order=0) & sketch.silhouettes["side"]
+            if "side" in sketch.strokes:
+                sketch.strokes["side"] = alignment.strokes(sketch.strokes["side"])
+            bottom, top = np.flatnonzero(sketch.silhouettes["front"].any(axis=1))[[0, -1]]
+            note = alignment.note((top - bottom + 1) * INPUT_VIEWS["front"].pixel_size(RESOLUTION))
+            if note:
+                sketch.notes.append(note)
+    return sketch
+
+
+def _fit_targets(silhouettes: dict[str, np.ndarray], thin: dict[str, np.ndarray],
+                 strokes: dict[str, list[np.ndarray]]) -> dict:
+    """Fit to strokes targets per view: the silhouette, its thin parts (which only the
+    silhouette term shapes), and its outline strokes (the silhouette's edge where only
+    an image was given)."""
     from model_server.fit.optimiser import FitTarget, outline_points
 
-    return {view: FitTarget(mask, outline_points(mask, strokes.get(view, []), INPUT_VIEWS[view]))
-            for view, mask in silhouettes.items()}
+    targets = {}
+    for view, mask in silhouettes.items():
+        thin_part = thin.get(view, np.zeros_like(mask))
+        outline = outline_points(mask, strokes.get(view, []), INPUT_VIEWS[view], exclude=thin_part)
+        targets[view] = FitTarget(mask, outline, thin_part)
+    return targets
 
 
 def _reconstruct(images: dict[str, np.ndarray], predictor: backends.Backend, detail: str, report: Progress,
@@ -196,21 +244,52 @@ def _reconstruct(images: dict[str, np.ndarray], predictor: backends.Backend, det
     from model_server.reconstruct import fusion
 
     t0 = time.perf_counter()
-    silhouettes = _silhouettes(images)
+    sketch = _read(images, strokes)
     timings["rasterize"] += time.perf_counter() - t0
 
-    report(f"Predicting the views ({predictor.name})", 0.15)
+    main = [view for view in MAIN_VIEWS if view in sketch.silhouettes]
     t0 = time.perf_counter()
-    maps = predictor.predict(images, silhouettes, RESOLUTION)
+    if len(main) == 1:
+        from model_server.reconstruct.inflate import inflated_maps
+
+        report("Inflating the outline", 0.15)
+        backend = "inflate"
+        maps = inflated_maps(main[0], sketch.silhouettes[main[0]], RESOLUTION)
+        missing = next(view for view in MAIN_VIEWS if view != main[0])
+        sketch.notes.append(ONE_VIEW_NOTE.format(drawn=main[0], missing=missing))
+    else:
+        report(f"Predicting the views ({predictor.name})", 0.15)
+        backend = predictor.name
+        maps = predictor.predict(sketch.images, sketch.silhouettes, RESOLUTION)
     timings["predict"] = time.perf_counter() - t0
 
     report("Fusing the views into a surface", 0.45)
-    vertices, faces = fusion.fuse(maps, detail, timings)
+    steps: list[str] = []
+    try:
+        vertices, faces = fusion.fuse(maps, detail, timings, steps)
+    except fusion.NotClosed:
+        if len(main) == 1:
+            raise
+        vertices, faces = _hull_surface(sketch.silhouettes, detail, timings)
+        steps.append(HULL_FALLBACK)
     timings["refine"] = 0.0
-    result = Result(vertices, faces, timings, predictor.name, device, silhouettes)
+    result = Result(vertices, faces, timings, backend, device, sketch.silhouettes, None, sketch.notes, steps[-1],
+                    sketch.thin)
     if refine:
-        result = refine_result(result, refine, strokes, device,
+        result = refine_result(result, refine, sketch.strokes, device,
                                lambda message, fraction: report(message, 0.8 + 0.2 * fraction))
     result.timings["total"] = time.perf_counter() - started
     report("Done", 1.0)
     return result
+
+
+def _hull_surface(silhouettes: dict[str, np.ndarray], detail: str, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The last resort when no Poisson surface is closed: the visual hull's own closed
+    surface (surface nets on its field), decimated and cleaned like a fused mesh."""
+    from model_server.reconstruct import fusion
+    from model_server.reconstruct.backends.hull import HullField, hull_mesh
+
+    t0 = time.perf_counter()
+    vertices, faces = fusion.close_mesh(*hull_mesh(HullField(silhouettes)), detail)
+    timings["fuse"] = timings.get("fuse", 0.0) + time.perf_counter() - t0
+    return vertices, faces

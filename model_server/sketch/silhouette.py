@@ -1,21 +1,40 @@
-"""Ink image -> filled silhouette: the area enclosed by the outer contours of the strokes.
+"""Ink image -> silhouette: what the strokes enclose, plus the strokes themselves.
 
 Strokes are thresholded, small gaps are closed with a disk, enclosed regions are filled,
 and the stroke's own half-width is then taken off again so the silhouette's edge lies on
-the drawn line's centre (no net growth). Specks are dropped. If an outline has a gap too
-wide for the first closing, wider disks are tried before giving up.
+the drawn line's centre (no net growth). If an outline has a gap too wide for the first
+closing, wider disks are tried.
+
+A line that encloses nothing is a thin part (a stem, a leg, an antenna, a wing seen
+edge-on): it joins the silhouette as a solid at least ``MIN_THIN_WIDTH_PX`` wide. What is
+not a part: specks (stray dots, tiny marks), and short spurs where a line overshoots an
+outline it belongs to.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 INK_THRESHOLD = 0.5
 CLOSING_RADII_PX = (3, 6, 10, 16)
-MIN_FILL_RATIO = 1.5      # the fill must enclose clearly more than the strokes themselves
+MIN_FILL_RATIO = 1.5      # a closing is accepted once the fill encloses clearly more than the strokes
 MIN_COMPONENT_FRACTION = 0.01
 SHRINK_OFFSET_PX = 0.0    # pixel-centre correction so the edge lands on the stroke centre
+MIN_THIN_WIDTH_PX = 3     # a line that encloses nothing becomes a solid at least this wide
+SPUR_FRACTION = 0.06      # lines leaving an outline for less than this share of the sketch's size are overshoots
+SPECK_FRACTION = 0.03     # parts smaller than this share of the sketch's size are specks
+
+
+@dataclass(frozen=True)
+class Silhouette:
+    """A view's silhouette (bool, res x res) and its thin parts: the pixels that come from
+    lines enclosing nothing, a subset of ``mask``."""
+
+    mask: np.ndarray
+    thin: np.ndarray
 
 
 def disk(radius: int) -> np.ndarray:
@@ -33,35 +52,78 @@ def stroke_width(lines: np.ndarray) -> float:
 
 
 def fill_silhouette(ink: np.ndarray, threshold: float = INK_THRESHOLD) -> np.ndarray:
-    """Bool mask, same shape as ``ink``, of the area the strokes enclose.
+    """Bool mask, same shape as ``ink``: the silhouette :func:`read_silhouette` reads."""
+    return read_silhouette(ink, threshold).mask
 
-    Gaps are bridged by growing the strokes by a radius r, filling what they enclose and
-    shrinking the fill by r again (a closing of the filled shape; plain closing of the lines
-    would not bridge two collinear stroke ends). r grows only if the outline stays open;
-    an outline that stays open even then gives an empty mask."""
+
+def read_silhouette(ink: np.ndarray, threshold: float = INK_THRESHOLD) -> Silhouette:
+    """The silhouette of a view's ink: the area its strokes enclose, plus every line that
+    encloses nothing as a thin solid, without specks and overshoot spurs."""
     lines = np.asarray(ink) >= threshold
+    empty = np.zeros(lines.shape, bool)
     if not lines.any():
-        return np.zeros(lines.shape, bool)
+        return Silhouette(empty, empty)
+    rows, cols = np.nonzero(lines)
+    size = float(max(np.ptp(rows), np.ptp(cols)) + 1)
+    filled = _enclosed(lines)
+    reach = int(np.ceil(0.5 * stroke_width(lines))) + 1
+    loose = lines & ~ndimage.binary_dilation(filled, disk(reach)) if filled.any() else lines
+    loose = _drop_spurs(loose, filled, SPUR_FRACTION * size)
+    thin = ndimage.binary_dilation(loose, disk(MIN_THIN_WIDTH_PX // 2)) & ~filled
+    mask = _drop_specks(filled | thin, SPECK_FRACTION * size)
+    return Silhouette(mask, thin & mask)
+
+
+def _enclosed(lines: np.ndarray) -> np.ndarray:
+    """The area the lines enclose, edge on the lines' centre.
+
+    Gaps are bridged by growing the lines by a radius r, filling what they enclose and
+    shrinking the fill by r again (a closing of the filled shape; plain closing of the
+    lines would not bridge two collinear stroke ends). r grows only while the fill stays
+    small next to the ink; if no radius gets there (a drawing mostly of thin parts), the
+    smallest radius's fill is used."""
     pad = max(CLOSING_RADII_PX) + 2
     padded = np.pad(lines, pad)
     distance_to_line = ndimage.distance_transform_edt(~padded)
     half_width = 0.5 * stroke_width(lines)
+    fills = []
     for radius in CLOSING_RADII_PX:
         grown = ndimage.binary_fill_holes(distance_to_line <= radius)
         depth = ndimage.distance_transform_edt(grown)
-        filled = depth > radius + half_width + SHRINK_OFFSET_PX
+        filled = (depth > radius + half_width + SHRINK_OFFSET_PX)[pad:-pad, pad:-pad]
         if filled.sum() >= MIN_FILL_RATIO * lines.sum():
-            return _drop_specks(filled[pad:-pad, pad:-pad])
-    return np.zeros(lines.shape, bool)
+            return filled
+        fills.append(filled)
+    return fills[0]
 
 
-def _drop_specks(mask: np.ndarray) -> np.ndarray:
+def _drop_spurs(loose: np.ndarray, filled: np.ndarray, length: float) -> np.ndarray:
+    """``loose`` lines without the pieces that touch the filled area and stay shorter than
+    ``length`` pixels: a line overshooting its outline, not a part of its own."""
+    if not loose.any() or not filled.any():
+        return loose
+    labels, count = ndimage.label(loose, structure=np.ones((3, 3)))
+    touching = np.unique(labels[ndimage.binary_dilation(filled, disk(3)) & loose])
+    keep = np.ones(count + 1, bool)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        if label in touching and extent < length:
+            keep[label] = False
+    keep[0] = False
+    return keep[labels]
+
+
+def _drop_specks(mask: np.ndarray, extent: float) -> np.ndarray:
+    """Drop parts that are both small in area (next to the largest) and short (``extent`` pixels)."""
     labels, count = ndimage.label(mask)
-    if count <= 1:
+    if count == 0:
         return mask
     sizes = np.bincount(labels.ravel())[1:]
-    keep = np.flatnonzero(sizes >= MIN_COMPONENT_FRACTION * sizes.max()) + 1
-    return np.isin(labels, keep)
+    keep = np.zeros(count + 1, bool)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        long = max(box[0].stop - box[0].start, box[1].stop - box[1].start) >= extent
+        keep[label] = long or sizes[label - 1] >= MIN_COMPONENT_FRACTION * sizes.max()
+    return keep[labels]
 
 
 def signed_distance(mask: np.ndarray, pixel_size: float = 1.0) -> np.ndarray:

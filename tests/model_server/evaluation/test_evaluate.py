@@ -97,7 +97,7 @@ def test_report_has_every_metric_per_shape_and_as_means(dataset_report):
 def test_a_failing_shape_is_recorded_and_counted(dataset_report):
     report, printed = dataset_report
     failed = report["shapes"][2]
-    assert not failed["ok"] and "enclose no area" in failed["error"]
+    assert not failed["ok"] and "show no part" in failed["error"]
     assert report["count"] == 3 and report["failed"] == 1
     assert "FAILED" in printed and "mean" in printed and "2 of 3 shapes" in printed
 

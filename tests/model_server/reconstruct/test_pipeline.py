@@ -141,16 +141,16 @@ def _bad_sketches(sketches, circle):
     too many points) never reach the pipeline: the service edge refuses them
     (``protocol.check_strokes``, tested in test_server and the add-on's test_protocol)."""
     sphere = sketches["sphere"]
+    speck = np.array([[0.0, 0.0, 1.0], [0.004, 0.0, 1.0]])
     return {
-        "only one view": {"front": sphere["front"]},
-        "empty layer": {"front": sphere["front"], "side": []},
-        "open outline": {"front": [np.array([[-0.8, -0.8, 1.0], [0.0, 0.8, 1.0], [0.8, -0.8, 1.0]])],
-                         "side": sphere["side"]},
+        "only a top view": {"top": sphere["front"]},
+        "only specks": {"front": [speck], "side": sphere["side"]},
         "no common volume": {"front": [circle(0.2, 0.0, 0.7)], "side": [circle(0.2, 0.0, -0.7)]},
+        "heights differ by a fifth": {"front": [circle(0.5, sy=1.0)], "side": [circle(0.5, sy=0.8)]},
     }
 
 
-@pytest.mark.parametrize("case", ["only one view", "empty layer", "open outline", "no common volume"])
+@pytest.mark.parametrize("case", ["only a top view", "only specks", "no common volume", "heights differ by a fifth"])
 def test_bad_sketches_raise_bad_input(sketches, circle, case):
     with pytest.raises(Refused) as err:
         pipeline.reconstruct_strokes(_bad_sketches(sketches, circle)[case])
@@ -165,3 +165,99 @@ def test_bad_images_raise_bad_input():
     with pytest.raises(Refused) as err:
         pipeline.reconstruct_images({"front": blank})
     assert err.value.code == "bad_input"
+
+
+def _line(*points) -> np.ndarray:
+    return np.array([[u, v, 1.0] for u, v in points])
+
+
+def _lamp(circle):
+    """A shade, a stem drawn as one line, and a flat base drawn as a narrow outline."""
+    view = [circle(0.35, 0.0, 0.45), _line((0.0, 0.1), (0.0, -0.75)),
+            _line((-0.4, -0.75), (0.4, -0.75), (0.4, -0.8), (-0.4, -0.8), (-0.4, -0.75))]
+    return {"front": view, "side": [s.copy() for s in view]}
+
+
+def _table():
+    """A top drawn as a narrow outline and legs drawn as single lines."""
+    view = [_line((-0.7, 0.3), (0.7, 0.3), (0.7, 0.24), (-0.7, 0.24), (-0.7, 0.3)),
+            _line((-0.62, 0.24), (-0.62, -0.6)), _line((0.62, 0.24), (0.62, -0.6))]
+    return {"front": view, "side": [s * [0.6, 1.0, 1.0] for s in view]}
+
+
+def _covered(vertices, faces, view: str, u: float, v: float) -> bool:
+    """Whether the mesh's silhouette covers canvas point (u, v) (within a pixel)."""
+    from model_server.geometry.raycast import render_silhouette
+
+    mask = render_silhouette(vertices, faces, views.INPUT_VIEWS[view])
+    row, col = (int(round(x)) for x in views.plane_to_pixel(u, v, 1.0, mask.shape[0]))
+    return bool(mask[row - 1:row + 2, col - 1:col + 2].any())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["lamp", "table"])
+def test_thin_parts_drawn_as_lines_survive_fusion_and_fitting(circle, shape):
+    sketch = _lamp(circle) if shape == "lamp" else _table()
+    probes = {"lamp": [(0.0, -0.3), (0.0, -0.6), (0.3, -0.77)], "table": [(-0.62, -0.2), (0.62, -0.5)]}[shape]
+    result = pipeline.reconstruct_strokes(sketch, detail="medium")
+    assert closed_and_oriented(result.faces)
+    fitted = pipeline.fit_strokes(result.vertices, result.faces, sketch, iterations=60)
+    frame = pipeline.fit_normalization({v: s for v, s in sketch.items()})
+    for vertices in (result.vertices, fitted.vertices):
+        canonical = frame.to_canonical(vertices)
+        for u, v in probes:
+            canonical_u, canonical_v = ((np.array([u, v]) - frame.centre[[0, 2]]) * frame.scale)
+            assert _covered(canonical, result.faces, "front", canonical_u, canonical_v), (u, v)
+    assert min(fitted.summary["iou_after"].values()) >= 0.9
+
+
+@pytest.mark.slow
+def test_a_side_drawn_a_little_short_is_lined_up_with_the_front(circle):
+    front, side = circle(0.5), circle(0.5, 0.0, 0.02, sy=0.93)
+    result = pipeline.reconstruct_strokes({"front": [front], "side": [side]}, detail="low")
+    (note,) = result.notes
+    assert note.startswith("The side view was scaled by ") and note.endswith(" to match the front's height.")
+    assert float(note.split()[6]) == pytest.approx(1 / 0.93, abs=0.01)
+    height = result.vertices[:, 2].max() - result.vertices[:, 2].min()
+    assert height == pytest.approx(1.0, abs=0.03)                      # the front's height, nothing cut off
+    front_only = pipeline.reconstruct_strokes({"front": [front], "side": [circle(0.5)]}, detail="low")
+    assert front_only.notes == []
+
+
+@pytest.mark.slow
+def test_one_view_alone_is_inflated_and_says_a_second_view_helps(circle):
+    result = pipeline.reconstruct_strokes({"front": [circle(0.5)]}, detail="low")
+    assert result.backend == "inflate" and closed_and_oriented(result.faces)
+    assert result.notes == [pipeline.ONE_VIEW_NOTE.format(drawn="front", missing="side")]
+    depth = result.vertices[:, 1].max() - result.vertices[:, 1].min()
+    assert 0.6 <= depth <= 1.05                                        # round, not flat: about as deep as wide
+
+
+def test_a_poisson_surface_that_will_not_close_is_retried(monkeypatch, sketches):
+    """Fault injection: the first Poisson surface is treated as open; fusion says which way worked."""
+    from model_server.reconstruct import fusion
+
+    real, calls = fusion.trim_and_clean, []
+
+    def first_fails(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise fusion.NotClosed("bad_input", fusion.NOT_CLOSED)
+        return real(*args)
+
+    monkeypatch.setattr(fusion, "trim_and_clean", first_fails)
+    result = pipeline.reconstruct_strokes(sketches["box"], detail="low")
+    assert result.fusion.startswith(fusion.ATTEMPTS[1][0]) and closed_and_oriented(result.faces)
+
+
+def test_when_no_poisson_surface_closes_the_hull_surface_is_used(monkeypatch, sketches):
+    from model_server.reconstruct import fusion
+
+    def never(*args, **kwargs):
+        raise fusion.NotClosed("bad_input", fusion.NOT_CLOSED)
+
+    monkeypatch.setattr(fusion, "fuse", never)
+    result = pipeline.reconstruct_strokes(sketches["box"], detail="low")
+    assert result.fusion == pipeline.HULL_FALLBACK
+    assert closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
+    assert signed_volume(result.vertices, result.faces) == pytest.approx(1.0 * 0.6 * 1.3, rel=0.05)

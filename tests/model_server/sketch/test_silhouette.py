@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from model_server.sketch.rasterize import rasterize_strokes
-from model_server.sketch.silhouette import fill_silhouette, signed_distance
+from model_server.sketch.silhouette import MIN_THIN_WIDTH_PX, fill_silhouette, read_silhouette, signed_distance
 
 
 @pytest.mark.parametrize("width", [2.0, 4.0, 8.0])
@@ -25,10 +25,43 @@ def test_small_gap_is_closed_and_interior_lines_are_filled_over(circle):
     assert (mask & whole).sum() / (mask | whole).sum() > 0.98
 
 
-def test_open_scribble_encloses_nothing():
+def test_an_open_scribble_is_a_thin_part_not_an_area():
     wide_open_v = np.array([[-0.8, -0.8, 1.0], [0.0, 0.8, 1.0], [0.8, -0.8, 1.0]])
-    assert not fill_silhouette(rasterize_strokes([wide_open_v])).any()
+    silhouette = read_silhouette(rasterize_strokes([wide_open_v]))
+    assert silhouette.mask.any() and silhouette.thin.sum() >= 0.95 * silhouette.mask.sum()
+    assert silhouette.mask.sum() < 6 * 2 * 230                     # a line a few pixels wide, nothing filled
+    widths = silhouette.mask[64:192].sum(axis=1)                   # each row crosses both arms
+    assert widths.min() >= 2 * MIN_THIN_WIDTH_PX
     assert not fill_silhouette(np.zeros((256, 256), np.float32)).any()
+
+
+def test_a_single_line_becomes_a_solid_at_least_the_minimum_width():
+    stem = np.array([[0.0, -0.6, 0.3], [0.0, 0.6, 0.3]])            # light pressure: a thin line
+    mask = fill_silhouette(rasterize_strokes([stem]))
+    columns = mask[60:196].sum(axis=1)
+    assert columns.min() >= MIN_THIN_WIDTH_PX and columns.max() <= MIN_THIN_WIDTH_PX + 2
+    assert mask[:, 128].sum() == pytest.approx(0.6 * 2 * 128, abs=6)
+
+
+def test_thin_parts_join_the_area_they_touch(circle):
+    """A lamp: a round shade, a stem drawn as one line, a flat base drawn as a narrow outline."""
+    shade = circle(0.35, 0.0, 0.45)
+    stem = np.array([[0.0, 0.1, 1.0], [0.0, -0.75, 1.0]])
+    base = np.array([[-0.4, -0.75, 1.0], [0.4, -0.75, 1.0], [0.4, -0.8, 1.0], [-0.4, -0.8, 1.0], [-0.4, -0.75, 1.0]])
+    silhouette = read_silhouette(rasterize_strokes([shade, stem, base]))
+    assert silhouette.mask[128 - int(0.45 * 128), 128]               # shade filled
+    assert silhouette.mask[128 + int(0.4 * 128), 126:131].any()      # stem kept
+    assert silhouette.thin[128 + int(0.4 * 128), 126:131].any() and not silhouette.thin[70, 128]
+    assert silhouette.mask[128 + int(0.77 * 128), 80:176].all()      # base kept across its width
+
+
+def test_an_overshoot_is_not_a_part(circle, polygon):
+    square = [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)]
+    clean = fill_silhouette(rasterize_strokes([polygon(square)]))
+    tail = np.array([[0.5, 0.5, 1.0], [0.5, 0.545, 1.0]])            # the right side drawn on, 4.5% past the corner
+    sloppy = fill_silhouette(rasterize_strokes([polygon(square), tail]))
+    assert (sloppy & ~clean).sum() <= 12                            # at most a corner's worth, no spur
+    assert not read_silhouette(rasterize_strokes([polygon(square), tail])).thin.any()
 
 
 def test_specks_are_dropped_but_separate_parts_kept(circle):
