@@ -49,7 +49,7 @@ DTYPES = ("<f4", "<f8", "<i4", "<i8", "<u1", "<u4")
 
 # Sketch limits, checked by the add-on before sending and by the server on receipt.
 VIEW_NAMES = ("front", "side", "top")
-REQUIRED_VIEWS = ("front", "side")
+MAIN_VIEWS = ("front", "side")  # at least one of these is drawn; both give the true shape, one alone an inflated guess
 MAX_POINTS = 100_000
 MAX_MESH_VERTICES = 500_000
 MAX_FIT_ITERATIONS = 10_000
@@ -255,16 +255,17 @@ def unpack_strokes(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]
 def check_strokes(strokes: dict[str, list[np.ndarray]]) -> None:
     """Reject sketches that cannot be reconstructed, with a sentence the user can act on.
 
-    ``strokes`` maps a view name to its strokes, each an (N, 2+) array."""
+    ``strokes`` maps a view name to its strokes, each an (N, 2+) array. Front or side
+    alone is accepted (the server inflates it); the top view alone is not."""
     unknown = set(strokes) - set(VIEW_NAMES)
     if unknown:
         raise ProtocolError("bad_input", f"unknown view(s) {', '.join(sorted(unknown))}; expected front, side, top")
     drawn = [v for v in VIEW_NAMES if any(len(s) for s in strokes.get(v, []))]
-    missing = [v for v in REQUIRED_VIEWS if v not in drawn]
-    if len(missing) == len(REQUIRED_VIEWS):
-        raise ProtocolError("bad_input", "The sketch is empty: draw the object's outline on the Front and Side layers.")
-    if missing:
-        raise ProtocolError("bad_input", f"Only one view is drawn: the {missing[0].title()} layer has no strokes. Draw the object's outline there too.")
+    if not any(v in drawn for v in MAIN_VIEWS):
+        where = "draw the object's outline on the Front layer, the Side layer or both"
+        if drawn:
+            raise ProtocolError("bad_input", f"Only the top view is drawn: {where}; the top view only adds to them.")
+        raise ProtocolError("bad_input", f"The sketch is empty: {where}.")
     total = sum(len(s) for v in drawn for s in strokes[v])
     if total > MAX_POINTS:
         raise ProtocolError("bad_input", f"The sketch has {total} points, more than the {MAX_POINTS} allowed; simplify the strokes.")

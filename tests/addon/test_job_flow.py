@@ -137,8 +137,9 @@ def test_a_job_that_succeeds_shows_progress_then_finishes_with_one_undo_step():
 
 
 FAILURES = {
-    "server error": (client.ServerError("bad_input", "Only one view is drawn; draw the Side view too."),
-                     "Only one view is drawn; draw the Side view too."),
+    "server error": (client.ServerError("bad_input", "The sketch is empty: draw the object's outline on the Front "
+                                                     "layer, the Side layer or both."),
+                     "The sketch is empty: draw the object's outline on the Front layer, the Side layer or both."),
     "bug": (ValueError("boom"), "Sketch2Mesh failed: boom"),
     "no result": (None, "Sketch2Mesh failed: the job ended without a result"),
 }

@@ -128,10 +128,10 @@ def test_unpack_rejects_inconsistent_offsets():
 
 
 @pytest.mark.parametrize("strokes, words", [
-    ({}, "empty"),
+    ({}, "The sketch is empty: draw the object's outline on the Front layer, the Side layer or both"),
     ({"front": [], "side": []}, "empty"),
-    ({"front": [square()]}, "Side layer has no strokes"),
-    ({"side": [square()], "top": [square()]}, "Front layer has no strokes"),
+    ({"front": [], "side": [], "top": [square()]}, "Only the top view is drawn: .*Front layer, the Side layer or both"),
+    ({"side": [np.array([[0.0, 0.0]])], "top": [square()]}, "single-point"),
     ({"front": [square()], "side": [np.array([[0.0, np.nan], [1.0, 1.0]])]}, "NaN"),
     ({"front": [square()], "side": [np.array([[0.0, 0.0]])] * 3}, "single-point"),
     ({"front": [square()], "side": [np.array([[0.0, 0.0], [1.0, 0.0]])]}, "straight line"),
@@ -146,6 +146,21 @@ def test_unusable_sketches_get_a_sentence(strokes, words):
 
 def test_good_sketch_passes():
     protocol.check_strokes({"front": [square()], "side": [square(), np.array([[0.0, 0.0]])], "top": []})
+
+
+@pytest.mark.parametrize("strokes", [
+    {"front": [square()]},
+    {"front": [square()], "side": []},
+    {"side": [square()]},
+    {"front": [], "side": [square()], "top": [square()]},
+], ids=["front", "front, empty side", "side", "side and top"])
+def test_one_main_view_alone_passes(strokes):
+    """One of front and side is enough: the server inflates it (a second view gives a truer shape)."""
+    protocol.check_strokes(strokes)
+
+
+def test_main_views_are_front_and_side():
+    assert protocol.MAIN_VIEWS == ("front", "side") and set(protocol.MAIN_VIEWS) < set(protocol.VIEW_NAMES)
 
 
 def test_token_file_is_private(tmp_path):
