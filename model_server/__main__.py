@@ -48,9 +48,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     serve.add_argument("--max-frame-mb", type=int, default=protocol.DEFAULT_MAX_FRAME // 2**20,
                        help="largest request accepted, in MiB (default %(default)s)")
 
-    rec = sub.add_parser("reconstruct", help="reconstruct a mesh from PNG sketches")
-    rec.add_argument("--front", type=Path, required=True, help="front view PNG (looks along +Y)")
-    rec.add_argument("--side", type=Path, required=True, help="side view PNG (looks along -X)")
+    rec = sub.add_parser("reconstruct", help="reconstruct a mesh from PNG sketches",
+                         description="Reconstruct a mesh from PNG sketches. Give --front, --side or both: one of "
+                                     "them alone gives a shape inflated from its outline (a second view gives a "
+                                     "truer shape).")
+    rec.add_argument("--front", type=Path, help="front view PNG (looks along +Y)")
+    rec.add_argument("--side", type=Path, help="side view PNG (looks along -X)")
     rec.add_argument("--top", type=Path, help="optional top view PNG (looks along -Z)")
     rec.add_argument("--backend", choices=protocol.BACKENDS, default="learned")
     rec.add_argument("--detail", choices=protocol.DETAILS, default="medium")
@@ -82,7 +85,9 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     if args.out.suffix.lower() not in mesh_io.MESH_SUFFIXES:
         raise ValueError(f"--out must end in {', '.join(mesh_io.MESH_SUFFIXES)}, not {args.out.name!r}")
-    views = {"front": args.front, "side": args.side} | ({"top": args.top} if args.top else {})
+    if args.front is None and args.side is None:
+        raise ValueError("give --front, --side or both: at least one of the front and side sketches is needed")
+    views = {name: path for name, path in (("front", args.front), ("side", args.side), ("top", args.top)) if path}
     inks = {name: load_png_sketch(path) for name, path in views.items()}
     device = resolve_device(args.device)
     result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device, refine=args.refine,
@@ -91,11 +96,14 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     mesh_io.write_mesh(args.out, result.vertices, result.faces)
     timings = dict(result.timings, total=time.perf_counter() - started)
     report = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
-              "faces": int(len(result.faces)), "timings_s": timings} | ({"fit": result.fit} if result.fit else {})
+              "faces": int(len(result.faces)), "timings_s": timings, "notes": list(result.notes)} | (
+                  {"fit": result.fit} if result.fit else {})
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2))
     print(f"Wrote {args.out} ({report['vertices']} vertices, {report['faces']} faces) in {timings['total']:.2f} s")
+    for note in result.notes:
+        print(f"Note: {note}")
     if result.fit:
         print(f"Fit to strokes: {protocol.describe_fit(result.fit)}")
 

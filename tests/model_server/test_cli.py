@@ -48,6 +48,7 @@ def test_png_sketches_become_a_mesh_in_the_canvas_frame(tmp_path, suffix):
     rep = json.loads(report.read_text())
     assert rep["backend"] == "hull" and rep["device"] == "cpu" and rep["vertices"] > 100 and rep["faces"] > 100
     assert {"total", "rasterize", "predict", "fuse", "refine"} <= set(rep["timings_s"])
+    assert isinstance(rep["notes"], list) and not any("truer shape" in note for note in rep["notes"])
     assert out.stat().st_size > 1000
     if suffix == ".glb":
         magic, version, length = struct.unpack("<4sII", out.read_bytes()[:12])
@@ -57,6 +58,39 @@ def test_png_sketches_become_a_mesh_in_the_canvas_frame(tmp_path, suffix):
         lo, hi = v.min(0), v.max(0)
         np.testing.assert_allclose([lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]],
                                    [-0.5, 0.3, -0.4, 0.4, -0.7, 0.7], atol=0.06)
+
+
+@pytest.mark.parametrize("view", ["front", "side"])
+def test_one_view_alone_is_inflated_and_the_report_says_a_second_view_helps(tmp_path, view):
+    # An ellipse 1.0 wide and 0.8 tall, centred at (-0.2, 0.1) on the view's canvas.
+    png = outline_png(tmp_path / f"{view}.png", (-0.7, -0.3, 0.3, 0.5))
+    out, report = tmp_path / "mesh.ply", tmp_path / "report.json"
+    proc = reconstruct(f"--{view}", str(png), "--backend", "hull", "--detail", "low", "--device", "cpu",
+                       "--out", str(out), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads(report.read_text())["notes"]
+    missing = "side" if view == "front" else "front"
+    assert any("truer shape" in note and missing in note for note in notes), notes
+    assert any(line.startswith("Note: ") and "truer shape" in line for line in proc.stdout.splitlines()), proc.stdout
+    v = read_vertices(out)
+    lo, hi = v.min(0), v.max(0)
+    # The drawn axes keep the outline's extent; the unseen one (y for front, x for side) is
+    # inflated symmetrically about the drawing plane, about as thick as the ellipse is tall.
+    drawn, unseen = ([0, 2], 1) if view == "front" else ([1, 2], 0)
+    np.testing.assert_allclose([lo[drawn[0]], hi[drawn[0]], lo[2], hi[2]], [-0.7, 0.3, -0.3, 0.5], atol=0.06)
+    assert abs(lo[unseen] + hi[unseen]) < 0.03
+    assert 0.25 < hi[unseen] < 0.45
+
+
+def test_neither_front_nor_side_is_one_line_and_no_output(tmp_path):
+    top = outline_png(tmp_path / "top.png", (-0.5, -0.5, 0.5, 0.5))
+    out = tmp_path / "mesh.ply"
+    for args in ([], ["--top", str(top)]):
+        proc = reconstruct(*args, "--backend", "hull", "--out", str(out))
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            "error: give --front, --side or both: at least one of the front and side sketches is needed"]
+        assert not out.exists()
 
 
 def bad_pngs(tmp: Path) -> dict[str, Path]:
