@@ -10,6 +10,7 @@ from . import strokes
 
 SOURCE_PROPERTY = "sketch2mesh_source"
 FIT_PROPERTY = "sketch2mesh_fit"
+NOTES_PROPERTY = "sketch2mesh_notes"
 FITTED_KEY = "Fitted"
 MATERIAL_NAME = "Sketch2Mesh Clay"
 
@@ -44,16 +45,26 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray) -> bpy.types.
 
 def add_result(context: bpy.types.Context, sketch: bpy.types.Object, vertices: np.ndarray,
                faces: np.ndarray, info: dict | None = None) -> bpy.types.Object:
-    """Add the reconstruction of ``sketch`` as a new object, active and the only one selected."""
+    """Add the reconstruction of ``sketch`` as a new object, active and the only one selected.
+
+    The server's ``info`` (its result summary) leaves the backend and the notes (what it
+    did to the sketch, e.g. inflating a lone view) on the object, for the panel."""
     name = f"{sketch.name}_mesh"
     obj = bpy.data.objects.new(name, build_mesh(name, vertices, faces))
     obj[SOURCE_PROPERTY] = sketch.name
     if info:
         obj["sketch2mesh_backend"] = str(info.get("backend", ""))
+        if info.get("notes"):
+            obj[NOTES_PROPERTY] = [str(note) for note in info["notes"]]
     collection = sketch.users_collection[0] if sketch.users_collection else context.scene.collection
     collection.objects.link(obj)
     select_only(context, obj)
     return obj
+
+
+def notes(obj: bpy.types.Object) -> list[str]:
+    """The server's notes on how ``obj`` was reconstructed (empty if none)."""
+    return [str(note) for note in obj.get(NOTES_PROPERTY, [])]
 
 
 def select_only(context: bpy.types.Context, obj: bpy.types.Object) -> None:

@@ -234,7 +234,7 @@ class JobOperator:
 
 
 class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
-    """Build a watertight mesh from the active sketch's Front, Side and Top strokes"""
+    """Build a watertight mesh from the active sketch's Front, Side and Top strokes; Front or Side alone is inflated"""
 
     bl_idname = "sketch2mesh.reconstruct"
     bl_label = "Reconstruct from Sketch"
@@ -263,6 +263,7 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
             self.report({"ERROR"}, exc.message)
             return None
         self._sketch_name = obj.name
+        self._unseen_centre = strokes.unseen_centre(obj, sketch)
         return jobs.reconstruct_work(preferences.settings(context), sketch, self.backend.lower(),
                                      self.detail.lower(), self.refine_iterations)
 
@@ -272,12 +273,15 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
             self.report({"ERROR"}, f"The sketch {self._sketch_name!r} was deleted while it was being reconstructed.")
             return {"CANCELLED"}
         _to_object_mode(context)
-        obj = mesh_import.add_result(context, sketch, result.vertices, result.faces, result.info)
+        vertices = result.vertices + self._unseen_centre.astype(np.float32)
+        obj = mesh_import.add_result(context, sketch, vertices, result.faces, result.info)
         if result.info.get("fit"):
             mesh_import.store_fit_report(obj, result.info["fit"])
         seconds = float((result.info.get("timings_s") or {}).get("total", 0.0))
         self.report({"INFO"}, f"Reconstructed {obj.name}: {len(result.vertices)} vertices, "
                               f"{len(result.faces)} faces ({result.info.get('backend', '?')}, {seconds:.1f} s).")
+        for note in mesh_import.notes(obj):
+            self.report({"INFO"}, note)
         return {"FINISHED"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 from bpy.props import EnumProperty, IntProperty, PointerProperty
 
@@ -27,6 +29,26 @@ def draw_running_job(layout: bpy.types.UILayout) -> bool:
     layout.progress(factor=job.fraction, type="BAR", text=job_flow.progress_text(job))
     layout.operator("sketch2mesh.cancel", icon="CANCEL")
     return True
+
+
+NOTE_CHARACTERS = 36   # characters per line of a note when the sidebar's width is unknown
+CHARACTER_PX = 7.0     # about one character's width in the sidebar, in pixels at UI scale 1
+
+
+def draw_notes(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object | None) -> None:
+    """The server's notes on how ``obj`` was reconstructed (e.g. that a second view gives a
+    truer shape), wrapped to the sidebar's width, in a box."""
+    notes = mesh_import.notes(obj) if obj is not None else []
+    if not notes:
+        return
+    width = NOTE_CHARACTERS
+    region = getattr(context, "region", None)
+    if region is not None and region.width > 0:
+        width = max(16, int(region.width / (CHARACTER_PX * context.preferences.system.ui_scale)) - 4)
+    box = layout.box()
+    for note in notes:
+        for i, line in enumerate(textwrap.wrap(note, width)):
+            box.label(text=line, icon="INFO" if i == 0 else "BLANK1")
 
 
 class Sketch2MeshPanel:
@@ -73,6 +95,7 @@ class SKETCH2MESH_PT_reconstruct(Sketch2MeshPanel, bpy.types.Panel):
         if not draw_running_job(layout):
             op = layout.operator("sketch2mesh.reconstruct", text="Reconstruct from Sketch", icon="MESH_MONKEY")
             op.backend, op.detail = props.backend, props.detail
+        draw_notes(layout, context, context.active_object)
 
 
 class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):

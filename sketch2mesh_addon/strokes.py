@@ -116,16 +116,21 @@ def _layer_points_v3(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return positions.reshape(n, 3), pressure.astype(np.float32), offsets if len(offsets) else np.zeros(1, np.int64)
 
 
+def _world_points(obj: bpy.types.Object, view: str,
+                  frame_number: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A view's points in world space (N, 3), their pressure (N,) and the strokes' offsets (S + 1,)."""
+    layer = find_layer(obj, LAYERS[view])
+    number = bpy.context.scene.frame_current if frame_number is None else frame_number
+    frame = frame_at(layer, number) if layer is not None else None
+    if frame is None:
+        return np.zeros((0, 3)), np.zeros(0, np.float32), np.zeros(1, np.int64)
+    positions, pressure, offsets = (_layer_points_v3 if gp_v3() else _layer_points_v2)(frame)
+    return _transform(positions.astype(np.float64), layer_world_matrix(obj, layer)), pressure, offsets
+
+
 def read_view(obj: bpy.types.Object, view: str, frame_number: int | None = None) -> list[np.ndarray]:
     """One view's strokes as (N, 3) arrays of (u, v, pressure) in the world view plane."""
-    layer = find_layer(obj, LAYERS[view])
-    if layer is None:
-        return []
-    frame = frame_at(layer, bpy.context.scene.frame_current if frame_number is None else frame_number)
-    if frame is None:
-        return []
-    positions, pressure, offsets = (_layer_points_v3 if gp_v3() else _layer_points_v2)(frame)
-    world = _transform(positions.astype(np.float64), layer_world_matrix(obj, layer))
+    world, pressure, offsets = _world_points(obj, view, frame_number)
     u, v = AXES[view]
     uvp = np.stack([world[:, u], world[:, v], pressure], axis=1).astype(np.float32)
     return [uvp[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
@@ -137,6 +142,25 @@ def read_sketch(obj: bpy.types.Object, frame_number: int | None = None) -> dict[
     if not any(len(s) for s in sketch["top"]):
         del sketch["top"]
     return sketch
+
+
+def unseen_centre(obj: bpy.types.Object, sketch: dict[str, list[np.ndarray]],
+                  frame_number: int | None = None) -> np.ndarray:
+    """The world offset (3,) that puts the reconstruction of ``sketch`` (read from ``obj``)
+    where its strokes are, along the axes no drawn view measures.
+
+    Strokes travel as view-plane coordinates only, so the server centres an axis that no
+    drawn view sees (y with the front alone, x with the side alone) on 0. The strokes
+    themselves lie at some depth along it: the offset is the mean of that coordinate over
+    the drawn views' points on such axes, and 0 on every other axis."""
+    drawn = [view for view, view_strokes in sketch.items() if any(len(s) for s in view_strokes)]
+    seen = {axis for view in drawn for axis in AXES[view]}
+    unseen = [axis for axis in range(3) if axis not in seen]
+    offset = np.zeros(3)
+    if unseen and drawn:
+        points = np.concatenate([_world_points(obj, view, frame_number)[0] for view in drawn])
+        offset[unseen] = points[:, unseen].mean(axis=0)
+    return offset
 
 
 def _frame_for_writing(layer, frame_number: int):

@@ -60,6 +60,13 @@ def test_cancel_stops_the_job_and_the_server_keeps_serving(server, box):
 
 @pytest.mark.slow
 def test_bad_sketch_is_answered_with_the_servers_sentence(server, box):
-    with pytest.raises(client.ServerError, match="Only one view is drawn") as error:
-        client.reconstruct(HOST, server["port"], _token(server), {"front": box["front"]})
+    with pytest.raises(client.ServerError, match="Only the top view is drawn") as error:
+        client.reconstruct(HOST, server["port"], _token(server), {"top": box["front"]})
     assert error.value.code == "bad_input"
+
+
+@pytest.mark.slow
+def test_one_view_alone_returns_a_mesh_and_the_servers_note(server, box):
+    result = client.reconstruct(HOST, server["port"], _token(server), {"side": box["side"]}, detail="low")
+    assert len(result.faces) > 100 and result.faces.max() < len(result.vertices)
+    assert any("truer shape" in note for note in result.info["notes"]), result.info

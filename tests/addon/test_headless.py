@@ -80,14 +80,14 @@ def test_headless_writes_every_format_and_a_preview(sketch_blend, tmp_path, unus
 
 
 def test_headless_bad_sketch_exits_non_zero_with_one_line_and_no_output(draw_sketch, tmp_path, unused_port):
-    draw_sketch({"front": [SQUARE]})
-    blend = tmp_path / "one_view.blend"
+    draw_sketch({"top": [SQUARE]})
+    blend = tmp_path / "top_only.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
     out = tmp_path / "never.obj"
     done = _run("--blend", str(blend), "--", "--port", str(unused_port), "--out", str(out))
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: Only one view is drawn"), done.stderr
+    assert last.startswith("error: Only the top view is drawn"), done.stderr
     assert not out.exists()
 
 

@@ -31,3 +31,12 @@ def test_add_result_is_named_after_the_sketch_active_selected_and_tagged(draw_sk
     assert bpy.context.view_layer.objects.active == obj
     assert [o.name for o in bpy.context.view_layer.objects if o.select_get()] == ["Sketch_mesh"]
     assert scene_state()[2] == before[2]  # the sketch's strokes are untouched
+
+
+def test_add_result_keeps_the_servers_notes_for_the_panel(draw_sketch):
+    sketch = draw_sketch()
+    plain = mesh_import.add_result(bpy.context, sketch, TETRA_V, TETRA_F, {"backend": "hull", "notes": []})
+    assert mesh_import.notes(plain) == [] and mesh_import.NOTES_PROPERTY not in plain
+    note = "Only the front view is drawn, so the shape is inflated from its outline; draw the side view too."
+    noted = mesh_import.add_result(bpy.context, sketch, TETRA_V, TETRA_F, {"backend": "hull", "notes": [note]})
+    assert mesh_import.notes(noted) == [note]

@@ -102,6 +102,29 @@ def test_reconstruct_follows_a_moved_sketch(served_scene, draw_sketch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("view", ["front", "side"])
+def test_one_view_alone_is_inflated_where_its_strokes_are(served_scene, draw_sketch, capfd, view):
+    # A circle of radius 0.4 on one layer only, drawn 0.3 deep along that view's axis
+    # (world y for the front, x for the side), in a sketch moved off the origin.
+    sketch = draw_sketch({})
+    strokes.write_view(sketch, view, [_ring(96) * 0.4], depth=0.3)
+    sketch.location = (2.0, -1.0, 0.5)
+    assert _reconstruct(detail="LOW") == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    assert obj.type == "MESH" and obj[mesh_import.SOURCE_PROPERTY] == sketch.name
+    # A sphere of the circle's radius, centred on the strokes: the unseen axis at their depth.
+    v = _mesh_vertices(obj)
+    expected = np.array([2.0, -1.0 + 0.3, 0.5]) if view == "front" else np.array([2.0 + 0.3, -1.0, 0.5])
+    np.testing.assert_allclose((v.min(axis=0) + v.max(axis=0)) / 2, expected, atol=0.05)
+    np.testing.assert_allclose(v.max(axis=0) - v.min(axis=0), [0.8, 0.8, 0.8], atol=0.1)
+    # The server's note says a second view gives a truer shape: on the object, for the
+    # panel, and reported by the operator.
+    notes = mesh_import.notes(obj)
+    assert any("truer shape" in note for note in notes), notes
+    assert notes[0] in capfd.readouterr().out
+
+
+@pytest.mark.slow
 def test_one_undo_step_removes_the_mesh(served_scene, draw_sketch, scene_state):
     draw_sketch()
     before = scene_state()
@@ -141,7 +164,8 @@ def _with_nan(stroke: np.ndarray) -> np.ndarray:
 
 BAD_SKETCHES = {
     "empty": (lambda: {}, "The sketch is empty"),
-    "one view": (lambda: {"front": [SQUARE]}, "Only one view is drawn"),
+    "top view only": (lambda: {"top": [SQUARE]}, "Only the top view is drawn: draw the object's outline on the "
+                                                 "Front layer, the Side layer or both"),
     "nan point": (lambda: {"front": [_with_nan(SQUARE)], "side": [SQUARE]}, r"invalid \(NaN or infinite\)"),
     "single-point strokes": (lambda: {"front": [SQUARE[:1], SQUARE[2:3]], "side": [SQUARE]},
                              "only single-point strokes"),

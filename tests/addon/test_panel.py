@@ -121,6 +121,17 @@ def test_refine_shows_the_last_fits_ious(scene):
         "2 flipped faces, 40 iterations"]
 
 
+def test_reconstruct_shows_the_servers_notes_on_the_active_mesh_wrapped(scene):
+    bpy.ops.mesh.primitive_cube_add()
+    before = labels(draw(panel.SKETCH2MESH_PT_reconstruct))
+    note = ("Only the front view is drawn, so the shape is inflated from its outline; draw the side view too "
+            "for a truer shape.")
+    bpy.context.view_layer.objects.active[mesh_import.NOTES_PROPERTY] = [note]
+    lines = labels(draw(panel.SKETCH2MESH_PT_reconstruct))[len(before):]
+    assert len(lines) > 1 and all(len(line) <= panel.NOTE_CHARACTERS for line in lines)
+    assert " ".join(lines) == note
+
+
 def test_sketch_panel_buttons_switch_to_each_views_layer(scene, draw_sketch):
     assert "No sketch active" in labels(draw(panel.SKETCH2MESH_PT_sketch))
     sketch = draw_sketch()

@@ -130,3 +130,20 @@ def test_each_view_reads_its_own_world_axes(scene, view):
         first = tuple(frame.strokes[0].points[0].co)
     expected = {"front": (0.3, 4.0, 0.7), "side": (4.0, 0.3, 0.7), "top": (0.3, 0.7, 4.0)}[view]
     np.testing.assert_allclose(first, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("views, expected", [
+    (("front",), [0.0, 0.3 - 1.0, 0.0]),           # y: where the front strokes lie
+    (("side",), [-0.2 + 2.0, 0.0, 0.0]),           # x: where the side strokes lie
+    (("front", "side"), [0.0, 0.0, 0.0]),          # every axis is drawn
+    (("front", "top"), [0.0, 0.0, 0.0]),           # the top view measures y
+])
+def test_unseen_centre_is_where_the_strokes_lie_along_the_axes_no_view_draws(scene, views, expected):
+    obj = _sketch(scene)
+    depth = {"front": 0.3, "side": -0.2, "top": 5.0}
+    for view in views:
+        strokes.write_view(obj, view, {"front": FRONT, "side": SIDE, "top": TOP}[view], depth=depth[view])
+    obj.location = (2.0, -1.0, 0.5)
+    bpy.context.view_layer.update()
+    sketch = strokes.read_sketch(obj)
+    np.testing.assert_allclose(strokes.unseen_centre(obj, sketch), expected, atol=1e-5)
