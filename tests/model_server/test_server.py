@@ -99,11 +99,32 @@ def test_reconstruct_streams_progress_and_returns_a_world_space_mesh(server):
     np.testing.assert_allclose(hi - lo, [1.2, 0.8, 1.8], atol=0.08)
     summary = msg.header["result"]
     assert summary["vertices"] == len(verts) and summary["backend"] == "hull"
+    assert not any("truer shape" in note for note in summary["notes"])
     assert {"rasterize", "predict", "fuse", "total"} <= set(summary["timings_s"])
 
 
+@pytest.mark.parametrize("view", ["front", "side"])
+def test_one_view_alone_is_inflated_and_the_result_says_a_second_view_helps(server, view):
+    arrays = sketch_arrays(side=[]) if view == "front" else sketch_arrays(front=[])
+    _, msg = server.call("reconstruct", {"backend": "hull", "detail": "low"}, arrays)
+    assert msg.header["kind"] == "result", msg.header
+    verts, faces = msg.arrays["vertices"], msg.arrays["faces"]
+    assert len(faces) > 100 and faces.max() < len(verts)
+    lo, hi = verts.min(0), verts.max(0)
+    # The drawn view's axes overlay its strokes; the unseen axis (y for the front, x for the
+    # side), which strokes do not carry, is inflated symmetrically about 0.
+    drawn, unseen = ([0, 2], 1) if view == "front" else ([1, 2], 0)
+    centre, size = ([2.0, 1.0], [1.2, 1.8]) if view == "front" else ([-1.0, 1.0], [0.8, 1.8])
+    np.testing.assert_allclose((lo + hi)[drawn] / 2, centre, atol=0.05)
+    np.testing.assert_allclose((hi - lo)[drawn], size, atol=0.08)
+    assert abs(lo[unseen] + hi[unseen]) < 0.05 and 0.2 < hi[unseen] < min(size) / 2 + 0.05
+    notes = msg.header["result"]["notes"]
+    missing = "side" if view == "front" else "front"
+    assert any("truer shape" in note and missing in note for note in notes), notes
+
+
 @pytest.mark.parametrize("arrays, code", [
-    (sketch_arrays(side=[]), "bad_input"),
+    (protocol.pack_strokes("top", [ring(0, 0, 0.5, 0.5)]), "bad_input"),
     (protocol.pack_strokes("front", []) | protocol.pack_strokes("side", []), "bad_input"),
     (sketch_arrays(side=[np.array([[0.0, np.nan], [1.0, 1.0]])]), "bad_input"),
     (sketch_arrays(side=[np.array([[0.5, 0.5]])]), "bad_input"),
@@ -180,7 +201,7 @@ def test_bad_fit_meshes_are_refused(server, mesh, code):
 def test_bad_fit_parameters_and_sketches_are_refused(server):
     mesh = protocol.pack_mesh(*ellipsoid_mesh(subdivisions=1))
     for params, arrays in [({"iterations": 0}, sketch_arrays()), ({"iterations": "many"}, sketch_arrays()),
-                           ({}, sketch_arrays(side=[]))]:
+                           ({}, protocol.pack_strokes("top", [ring(0, 0, 0.5, 0.5)]))]:
         _, msg = server.call("fit", params, arrays | mesh)
         assert msg.header["kind"] == "error", msg.header
     assert server.alive()
