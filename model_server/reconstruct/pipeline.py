@@ -79,7 +79,7 @@ def reconstruct_images(inks: dict[str, np.ndarray], backend: str = "hull", detai
     The mesh is in that same frame (nothing is rescaled). ``weights`` is the learned
     backend's checkpoint (the shipped one when None)."""
     started = time.perf_counter()
-    predictor = _prepare(backend, detail, refine, weights, device)
+    load_backend = _prepare(backend, detail, refine, weights, device)
     unknown = set(inks) - set(INPUT_VIEWS)
     if unknown:
         raise Refused(BAD_INPUT, f"Unknown view(s) {', '.join(sorted(unknown))}; expected front, side and top.")
@@ -90,7 +90,7 @@ def reconstruct_images(inks: dict[str, np.ndarray], backend: str = "hull", detai
     t0 = time.perf_counter()
     images = {view: resample_ink(ink, RESOLUTION) for view, ink in inks.items()}
     timings = {"rasterize": time.perf_counter() - t0}
-    return _reconstruct(images, predictor, detail, report, timings, started, refine, {}, device)
+    return _reconstruct(images, load_backend, detail, report, timings, started, refine, {}, device)
 
 
 def reconstruct_strokes(strokes: dict[str, list[np.ndarray]], backend: str = "hull", detail: str = "medium",
@@ -101,13 +101,13 @@ def reconstruct_strokes(strokes: dict[str, list[np.ndarray]], backend: str = "hu
     The sketch is normalised into the canonical frame, reconstructed, and the mesh is
     mapped back so it overlays the strokes in world space."""
     started = time.perf_counter()
-    predictor = _prepare(backend, detail, refine, weights, device)
+    load_backend = _prepare(backend, detail, refine, weights, device)
     report = progress or (lambda message, fraction: None)
     report("Rasterising strokes", 0.0)
     t0 = time.perf_counter()
     frame, canonical, images = _sketch_images(strokes)
     timings = {"rasterize": time.perf_counter() - t0}
-    result = _reconstruct(images, predictor, detail, report, timings, started, refine, canonical, device)
+    result = _reconstruct(images, load_backend, detail, report, timings, started, refine, canonical, device)
     result.vertices = frame.to_world(result.vertices).astype(np.float32)
     result.timings["total"] = time.perf_counter() - started
     return result
@@ -159,14 +159,18 @@ def refine_result(result: Result, iterations: int, strokes: dict[str, list[np.nd
                   fitted.summary(), result.notes, result.fusion, result.thin)
 
 
-def _prepare(backend: str, detail: str, refine: int, weights: str | Path | None, device: str) -> backends.Backend:
-    """Check the options before any work and load the backend."""
+def _prepare(backend: str, detail: str, refine: int, weights: str | Path | None,
+             device: str) -> Callable[[], backends.Backend]:
+    """Check the options before any work; the backend itself is loaded when a sketch with
+    both front and side needs it (a one-view sketch is inflated, whatever the backend)."""
     from model_server.reconstruct.fusion import DETAILS
 
     if detail not in DETAILS:
         raise Refused(BAD_REQUEST, f"detail must be one of {', '.join(DETAILS)}, not {detail!r}")
     check_iterations(refine, "--refine")
-    return backends.load(backend, weights, device)
+    if backend not in backends.BACKENDS:
+        raise Refused(BAD_REQUEST, f"backend must be one of {', '.join(backends.BACKENDS)}, not {backend!r}")
+    return lambda: backends.load(backend, weights, device)
 
 
 def _sketch_images(strokes: dict[str, list[np.ndarray]]):
@@ -238,8 +242,8 @@ def _fit_targets(silhouettes: dict[str, np.ndarray], thin: dict[str, np.ndarray]
     return targets
 
 
-def _reconstruct(images: dict[str, np.ndarray], predictor: backends.Backend, detail: str, report: Progress,
-                 timings: dict[str, float], started: float, refine: int,
+def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backends.Backend], detail: str,
+                 report: Progress, timings: dict[str, float], started: float, refine: int,
                  strokes: dict[str, list[np.ndarray]], device: str) -> Result:
     from model_server.reconstruct import fusion
 
@@ -258,6 +262,7 @@ def _reconstruct(images: dict[str, np.ndarray], predictor: backends.Backend, det
         missing = next(view for view in MAIN_VIEWS if view != main[0])
         sketch.notes.append(ONE_VIEW_NOTE.format(drawn=main[0], missing=missing))
     else:
+        predictor = load_backend()
         report(f"Predicting the views ({predictor.name})", 0.15)
         backend = predictor.name
         maps = predictor.predict(sketch.images, sketch.silhouettes, RESOLUTION)

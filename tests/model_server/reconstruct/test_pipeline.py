@@ -231,6 +231,8 @@ def test_one_view_alone_is_inflated_and_says_a_second_view_helps(circle):
     assert result.notes == [pipeline.ONE_VIEW_NOTE.format(drawn="front", missing="side")]
     depth = result.vertices[:, 1].max() - result.vertices[:, 1].min()
     assert 0.6 <= depth <= 1.05                                        # round, not flat: about as deep as wide
+    learned = pipeline.reconstruct_strokes({"side": [circle(0.5)]}, backend="learned", detail="low")
+    assert learned.backend == "inflate"                                # inflating needs no backend
 
 
 def test_a_poisson_surface_that_will_not_close_is_retried(monkeypatch, sketches):
