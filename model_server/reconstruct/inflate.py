@@ -20,8 +20,8 @@ ball is smaller than MIN_HALF_THICKNESS_PX are stretched in depth alone, so a st
 three pixels wide stays a closed solid some pixels thick.
 
 In the drawn view's frame (u right, v up, t towards the viewer) the solid is
-G(p, t) = t² - Q(p) <= 0, with Q = H stretched for thin parts, its inner creases filled
-by a light blur that may only raise it (so thin parts are never blurred away). It is meshed
+G(p, t) = t² - Q(p) <= 0, with Q = H stretched for thin parts and blurred away from the
+outline (see ``_smoothed``). It is meshed
 with surface nets on a coarse grid (grown slightly, so thin parts have a sample inside),
 its vertices pulled onto G = 0 with Newton steps, ray-cast in the 14 views, and each hit
 refined along its ray, as the hull backend does; normals are the gradient of G. The drawn
@@ -47,8 +47,7 @@ INFLATABLE_VIEWS = ("front", "side")
 DISTANCE_SMOOTHING_PX = 0.75    # removes the outline's pixel staircase from d
 DEEP_CORRECTION_PX = 0.3        # d deep inside a curved outline is this much short (see ball_radii)
 DEEP_RAMP_PX = 4.0              # ... reached this far in; the outline itself stays put
-CREASE_SMOOTHING_PX = 0.75      # fills the creases where the balls of two parts meet (never lowers Q)
-CREASE_RAMP_PX = 2.0            # ... from this far inside the outline on
+SMOOTHING_PX = 2.5              # blurs the facets between balls and the creases between parts (inside only)
 MIN_RADIUS_PX = 0.5             # every silhouette pixel gets a ball at least this big, so none is lost
 MIN_HALF_THICKNESS_PX = 1.25    # thinner parts are stretched in depth to this half-thickness
 MARGIN_PX = 6                   # the field is worked out this far beyond the outline
@@ -96,12 +95,13 @@ def _envelope(value: np.ndarray, winner: np.ndarray, reach: int) -> tuple[np.nda
     return best, best_winner
 
 
-def _creases_filled(q: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """What a light blur adds to Q where the balls of two parts meet in a crease (the blur
-    only ever raises Q there, so thin parts are not blurred away). Nothing is added
-    near the outline, which keeps the drawn silhouette exactly where it was."""
-    inner = np.clip((radius - MIN_RADIUS_PX) / CREASE_RAMP_PX, 0.0, 1.0)
-    return inner * np.maximum(ndimage.gaussian_filter(q, CREASE_SMOOTHING_PX) - q, 0.0)
+def _smoothed(q: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Q blurred away from the outline: neighbouring balls take over from one another in
+    faint facets, and two parts meet in a crease; a blur removes both. It fades in from
+    2 SMOOTHING_PX inside the outline, so the silhouette and thin parts stay as they are;
+    on a ball it lowers Q by 2 SMOOTHING_PX², a small fraction of a pixel of thickness."""
+    weight = np.clip(radius / (2.0 * SMOOTHING_PX) - 1.0, 0.0, 1.0)
+    return q + weight * (ndimage.gaussian_filter(q, SMOOTHING_PX) - q)
 
 
 @dataclass
@@ -132,7 +132,7 @@ class InflatedField:
         stretch = np.maximum(1.0, MIN_HALF_THICKNESS_PX / np.maximum(winner, MIN_RADIUS_PX))
         floor = -float(MARGIN_PX) * (2.0 * radius.max() + MARGIN_PX)   # as far outside as the crop reaches
         q = np.maximum(h2 * stretch ** 2, floor)
-        q += _creases_filled(q, radius)
+        q = _smoothed(q, radius)
         q_rows, q_cols = np.gradient(q)
         return cls(view, res, int(row0), int(col0), q, q_rows, q_cols)
 
