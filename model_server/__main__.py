@@ -89,14 +89,17 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         raise ValueError("give --front, --side or both: at least one of the front and side sketches is needed")
     views = {name: path for name, path in (("front", args.front), ("side", args.side), ("top", args.top)) if path}
     inks = {name: load_png_sketch(path) for name, path in views.items()}
-    device = resolve_device(args.device)
+    # Only Fit to strokes and the network run on torch: the hull path stays on the CPU
+    # without importing torch (1.3 s) just to ask whether a GPU is there.
+    needs_torch = args.refine > 0 or args.backend == "learned" or args.device != "auto"
+    device = resolve_device(args.device) if needs_torch else "cpu"
     result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device, refine=args.refine,
                                          weights=args.weights,
                                          progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
     mesh_io.write_mesh(args.out, result.vertices, result.faces)
     timings = dict(result.timings, total=time.perf_counter() - started)
     report = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
-              "faces": int(len(result.faces)), "timings_s": timings, "notes": list(result.notes)} | (
+              "faces": int(len(result.faces)), "timings_s": timings, "notes": list(result.notes), "fusion": result.fusion} | (
                   {"fit": result.fit} if result.fit else {})
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)

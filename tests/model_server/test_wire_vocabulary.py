@@ -23,6 +23,6 @@ def test_backends_and_detail_levels_match():
 
 def test_views_and_limits_match():
     assert protocol.VIEW_NAMES == tuple(INPUT_VIEWS)
-    assert protocol.REQUIRED_VIEWS == pipeline.REQUIRED_VIEWS
+    assert protocol.MAIN_VIEWS == pipeline.MAIN_VIEWS
     assert protocol.MAX_FIT_ITERATIONS == MAX_ITERATIONS
 
