@@ -122,6 +122,13 @@ def test_one_view_alone_is_inflated_where_its_strokes_are(served_scene, draw_ske
     notes = mesh_import.notes(obj)
     assert any("truer shape" in note for note in notes), notes
     assert notes[0] in capfd.readouterr().out
+    # Fit to strokes works on it too, and leaves it where it is.
+    assert bpy.ops.sketch2mesh.fit_strokes(iterations=5) == {"FINISHED"}
+    key = obj.data.shape_keys.key_blocks[mesh_import.FITTED_KEY].data
+    fitted = np.empty(len(key) * 3, np.float32)
+    key.foreach_get("co", fitted)
+    fitted = fitted.reshape(-1, 3) + np.array(obj.matrix_world)[:3, 3]
+    np.testing.assert_allclose((fitted.min(axis=0) + fitted.max(axis=0)) / 2, expected, atol=0.05)
 
 
 @pytest.mark.slow
