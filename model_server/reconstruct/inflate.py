@@ -5,8 +5,8 @@ Teddy (Igarashi et al. 1999) and the NijiGPen add-on, we guess it: thickness gro
 the distance to the outline, rounded, symmetric about the drawing plane.
 
 The solid is the union of balls centred on the drawing plane: one at every inside point
-c, as big as c's distance d(c) to the outline (see ``ball_radii``). Its half-thickness at a point p
-of the plane is h(p) = sqrt(H(p)) with
+c, as big as c's distance d(c) to the outline (see ``ball_radii``). Its half-thickness
+at a point p of the plane is h(p) = sqrt(H(p)) with
 
     H(p) = max over c of  d(c)² - |p - c|²
 
@@ -21,12 +21,11 @@ three pixels wide stays a closed solid some pixels thick.
 
 In the drawn view's frame (u right, v up, t towards the viewer) the solid is
 G(p, t) = t² - Q(p) <= 0, with Q = H stretched for thin parts and blurred away from the
-outline (see ``_smoothed``). It is meshed
-with surface nets on a coarse grid (grown slightly, so thin parts have a sample inside),
-its vertices pulled onto G = 0 with Newton steps, ray-cast in the 14 views, and each hit
-refined along its ray, as the hull backend does; normals are the gradient of G. The drawn
-view itself is written from Q directly: its mask is the silhouette and its depth
--sqrt(Q), exactly.
+outline (see ``_smoothed``). It is meshed with surface nets on a coarse grid (grown
+slightly, so thin parts have a sample inside), its vertices pulled onto G = 0 with Newton
+steps, ray-cast in the 14 views, and each hit refined along its ray, as the hull backend
+does; normals are the gradient of G. The drawn view itself is written from Q directly:
+its mask is the silhouette and its depth -sqrt(Q), exactly.
 """
 
 from __future__ import annotations
@@ -217,24 +216,29 @@ def inflated_maps(view: str, silhouette: np.ndarray, res: int) -> Maps:
         raise Refused(BAD_INPUT, f"The {view} strokes enclose no area; draw the object's closed outline there.")
     field = InflatedField.of(INPUT_VIEWS[view], mask)
     index, faces = field.mesh()
-    vertices = field.to_world(index[:, 0], index[:, 1], index[:, 2])
-    hits = cast(vertices, faces, VIEWS, res)
-    hit, depth = hits["hit"], hits["depth"].astype(np.float64)
+    hits = cast(field.to_world(index[:, 0], index[:, 1], index[:, 2]), faces, VIEWS, res)
+    depth, normals = _refined(field, hits)
+    maps = assemble_maps(hits["hit"], depth, normals)
+    drawn = next(i for i, v in enumerate(VIEWS) if v.name == view)
+    hit, depth, camera = field.drawn_view()
+    exact = assemble_maps(hit[None], depth[None], normals_to_world(field.view, camera), [field.view])
+    maps.depth[drawn], maps.normal[drawn], maps.mask[drawn] = exact.depth[0], exact.normal[0], exact.mask[0]
+    return maps
+
+
+def _refined(field: InflatedField, hits: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Depths (V, H, W) and world normals (one per hit) of the ray hits on the coarse mesh,
+    after one Newton step along each ray onto G = 0 (limited to a grid spacing, and only
+    where the ray meets the surface at a fair angle)."""
     points = hits["points"].astype(np.float64)
+    directions = np.stack([v.direction for v in VIEWS])[hits["view"]]
     g, grad = field.value_and_gradient(*field.from_world(points))
     gradient = field.gradient_to_world(grad)
-    directions = np.stack([v.direction for v in VIEWS])[hits["view"]]
-    norm = np.maximum(np.linalg.norm(gradient, axis=1), 1e-12)
     slope = (gradient * directions).sum(axis=1)
-    facing = slope < -0.2 * norm
-    step = np.where(facing, -g / np.where(facing, slope, 1.0), 0.0)
+    facing = slope < -0.2 * np.linalg.norm(gradient, axis=1)
     limit = GRID_STRIDE_PX * field.pixel_size()
-    depth[hit] += np.clip(step, -limit, limit)
-    refined = points + np.clip(step, -limit, limit)[:, None] * directions
-    _, grad = field.value_and_gradient(*field.from_world(refined))
-    maps = assemble_maps(hit, depth.astype(np.float32), field.gradient_to_world(grad))
-    drawn = next(i for i, v in enumerate(VIEWS) if v.name == view)
-    drawn_hit, drawn_depth, drawn_normals = field.drawn_view()
-    single = assemble_maps(drawn_hit[None], drawn_depth[None], normals_to_world(field.view, drawn_normals), [field.view])
-    maps.depth[drawn], maps.normal[drawn], maps.mask[drawn] = single.depth[0], single.normal[0], single.mask[0]
-    return maps
+    step = np.clip(np.where(facing, -g / np.where(facing, slope, 1.0), 0.0), -limit, limit)
+    depth = hits["depth"].astype(np.float64)
+    depth[hits["hit"]] += step
+    _, grad = field.value_and_gradient(*field.from_world(points + step[:, None] * directions))
+    return depth.astype(np.float32), field.gradient_to_world(grad)
