@@ -22,7 +22,6 @@ INK_THRESHOLD = 0.5
 CLOSING_RADII_PX = (3, 6, 10, 16)
 MIN_FILL_RATIO = 1.5      # a closing is accepted once the fill encloses clearly more than the strokes
 MIN_COMPONENT_FRACTION = 0.01
-SHRINK_OFFSET_PX = 0.0    # pixel-centre correction so the edge lands on the stroke centre
 MIN_THIN_WIDTH_PX = 3     # a line that encloses nothing becomes a solid at least this wide
 SPUR_FRACTION = 0.06      # lines leaving an outline for less than this share of the sketch's size are overshoots
 SPECK_FRACTION = 0.03     # parts smaller than this share of the sketch's size are specks
@@ -68,42 +67,75 @@ def read_silhouette(ink: np.ndarray, threshold: float = INK_THRESHOLD) -> Silhou
     filled = _enclosed(lines)
     reach = int(np.ceil(0.5 * stroke_width(lines))) + 1
     loose = lines & ~ndimage.binary_dilation(filled, disk(reach)) if filled.any() else lines
-    loose = _drop_spurs(loose, filled, SPUR_FRACTION * size)
+    loose = _drop_spurs(loose, filled, SPUR_FRACTION * size, reach + 2)
     thin = ndimage.binary_dilation(loose, disk(MIN_THIN_WIDTH_PX // 2)) & ~filled
     mask = _drop_specks(filled | thin, SPECK_FRACTION * size)
     return Silhouette(mask, thin & mask)
 
 
 def _enclosed(lines: np.ndarray) -> np.ndarray:
-    """The area the lines enclose, edge on the lines' centre.
+    """The area the lines enclose, its edge on the middle of the drawn line.
 
-    Gaps are bridged by growing the lines by a radius r, filling what they enclose and
-    shrinking the fill by r again (a closing of the filled shape; plain closing of the
-    lines would not bridge two collinear stroke ends). r grows only while the fill stays
-    small next to the ink; if no radius gets there (a drawing mostly of thin parts), the
-    smallest radius's fill is used."""
+    Gaps are bridged by growing the lines by a radius r and filling what they enclose
+    (plain closing of the lines would not bridge two collinear stroke ends). The pixels
+    farther than r from every line are surely inside; every pixel of the closed shape
+    then goes to whichever it is nearer, that inside or the outside, so the edge runs
+    down the middle of the ink, however wide it is drawn (a line gone over twice is as
+    wide as both) and across the middle of a bridged gap. r grows only while the fill
+    stays small next to the ink; if no radius gets there (a drawing mostly of thin
+    parts), the smallest radius's fill is used. Loops the lines close by themselves count
+    as inside too, however narrow (a wing drawn edge-on as a slim outline)."""
     pad = max(CLOSING_RADII_PX) + 2
     padded = np.pad(lines, pad)
     distance_to_line = ndimage.distance_transform_edt(~padded)
-    half_width = 0.5 * stroke_width(lines)
+    holes = ndimage.binary_fill_holes(padded) & ~padded    # fully closed loops, however narrow
     fills = []
     for radius in CLOSING_RADII_PX:
-        grown = ndimage.binary_fill_holes(distance_to_line <= radius)
-        depth = ndimage.distance_transform_edt(grown)
-        filled = (depth > radius + half_width + SHRINK_OFFSET_PX)[pad:-pad, pad:-pad]
+        grown = distance_to_line <= radius
+        closed = ndimage.binary_fill_holes(grown)
+        inside = closed & ~grown
+        inside |= _narrow(holes, inside)
+        if inside.any():
+            # Paper first (bridged gaps, margins), by the nearer of sure inside and outside;
+            # then the ink, by the nearer side of paper: the edge runs down the ink's middle.
+            paper = closed & ~padded & (ndimage.distance_transform_edt(~inside) < ndimage.distance_transform_edt(closed))
+            paper_outside = ~padded & ~paper
+            to_inside = ndimage.distance_transform_edt(~paper)
+            to_outside = ndimage.distance_transform_edt(~paper_outside)
+            # A pixel on the exact middle (an ink band an odd number of pixels wide) goes to
+            # either side in a checkerboard, so such bands neither shrink nor grow the fill.
+            checker = (np.add.outer(np.arange(padded.shape[0]), np.arange(padded.shape[1])) % 2).astype(bool)
+            ink_inside = padded & ((to_inside < to_outside) | ((to_inside == to_outside) & checker))
+            filled = (paper | ink_inside)[pad:-pad, pad:-pad]
+        else:
+            filled = np.zeros(lines.shape, bool)
         if filled.sum() >= MIN_FILL_RATIO * lines.sum():
             return filled
         fills.append(filled)
     return fills[0]
 
 
-def _drop_spurs(loose: np.ndarray, filled: np.ndarray, length: float) -> np.ndarray:
-    """``loose`` lines without the pieces that touch the filled area and stay shorter than
-    ``length`` pixels: a line overshooting its outline, not a part of its own."""
+def _narrow(holes: np.ndarray, wide: np.ndarray) -> np.ndarray:
+    """The loops among ``holes`` that hold no ``wide`` pixel: too narrow for the closing's
+    inside, so they seed the inside themselves (the loops that do are seeded at the same
+    distance from the ink as the outside is, which keeps the edge on the ink's middle)."""
+    labels, count = ndimage.label(holes)
+    if count == 0:
+        return holes
+    has_wide = np.zeros(count + 1, bool)
+    has_wide[np.unique(labels[wide & holes])] = True
+    has_wide[0] = True
+    return ~has_wide[labels]
+
+
+def _drop_spurs(loose: np.ndarray, filled: np.ndarray, length: float, touch: int) -> np.ndarray:
+    """``loose`` lines without the pieces that come within ``touch`` pixels of the filled
+    area and stay shorter than ``length`` pixels: a line overshooting its outline, not a
+    part of its own."""
     if not loose.any() or not filled.any():
         return loose
     labels, count = ndimage.label(loose, structure=np.ones((3, 3)))
-    touching = np.unique(labels[ndimage.binary_dilation(filled, disk(3)) & loose])
+    touching = np.unique(labels[ndimage.binary_dilation(filled, disk(touch)) & loose])
     keep = np.ones(count + 1, bool)
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)

@@ -5,11 +5,18 @@ from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import MIN_THIN_WIDTH_PX, fill_silhouette, read_silhouette, signed_distance
 
 
-@pytest.mark.parametrize("width", [2.0, 4.0, 8.0])
-def test_filled_circle_is_faithful_to_the_drawn_outline(width, circle):
-    mask = fill_silhouette(rasterize_strokes([circle(0.6)], width_px=width))
+@pytest.mark.parametrize("res", [128, 256])
+@pytest.mark.parametrize("width", [1.0, 1.5, 2.0, 3.0, 4.0, 8.0])
+def test_filled_circle_is_faithful_to_the_drawn_outline(width, res, circle):
+    mask = fill_silhouette(rasterize_strokes([circle(0.6)], res=res, width_px=width))
     radius_px = np.sqrt(mask.sum() / np.pi)
-    assert radius_px == pytest.approx(0.6 * 128, abs=1.0)  # no net growth or shrink beyond a pixel
+    assert radius_px == pytest.approx(0.6 * res / 2, abs=0.25)  # the edge on the line's middle, however wide
+
+
+def test_a_line_gone_over_twice_neither_grows_nor_shrinks_the_fill(circle):
+    once = fill_silhouette(rasterize_strokes([circle(0.6)]))
+    twice = fill_silhouette(rasterize_strokes([circle(0.6), circle(0.6, 0.006, 0.004)]))
+    assert abs(int(twice.sum()) - int(once.sum())) <= 0.01 * once.sum()
 
 
 def test_square_fills_exactly(polygon):
