@@ -83,22 +83,24 @@ def _enclosed(lines: np.ndarray) -> np.ndarray:
     down the middle of the ink, however wide it is drawn (a line gone over twice is as
     wide as both) and across the middle of a bridged gap. r grows only while the fill
     stays small next to the ink; if no radius gets there (a drawing mostly of thin
-    parts), the smallest radius's fill is used. Loops the lines close by themselves count
-    as inside too, however narrow (a wing drawn edge-on as a slim outline)."""
+    parts), the smallest radius's fill is used. Paper the lines close in by themselves is
+    inside however narrow: the tip of a spout, a wing drawn edge-on as a slim outline."""
     pad = max(CLOSING_RADII_PX) + 2
     padded = np.pad(lines, pad)
     distance_to_line = ndimage.distance_transform_edt(~padded)
-    holes = ndimage.binary_fill_holes(padded) & ~padded    # fully closed loops, however narrow
+    holes = ndimage.binary_fill_holes(padded) & ~padded    # paper the lines close in by themselves
     fills = []
     for radius in CLOSING_RADII_PX:
         grown = distance_to_line <= radius
         closed = ndimage.binary_fill_holes(grown)
         inside = closed & ~grown
-        inside |= _narrow(holes, inside)
-        if inside.any():
-            # Paper first (bridged gaps, margins), by the nearer of sure inside and outside;
-            # then the ink, by the nearer side of paper: the edge runs down the ink's middle.
-            paper = closed & ~padded & (ndimage.distance_transform_edt(~inside) < ndimage.distance_transform_edt(closed))
+        if inside.any() or holes.any():
+            # Paper first: what the lines close in is inside, to the tip of every narrowing
+            # part; the rest of the closed shape (bridged gaps, the margin round the outside)
+            # goes to the nearer of sure inside and sure outside. Then the ink, by the nearer
+            # side of paper: the edge runs down the ink's middle.
+            bridged = closed & (ndimage.distance_transform_edt(~inside) < ndimage.distance_transform_edt(closed))
+            paper = ~padded & (holes | bridged)
             paper_outside = ~padded & ~paper
             to_inside = ndimage.distance_transform_edt(~paper)
             to_outside = ndimage.distance_transform_edt(~paper_outside)
@@ -113,19 +115,6 @@ def _enclosed(lines: np.ndarray) -> np.ndarray:
             return filled
         fills.append(filled)
     return fills[0]
-
-
-def _narrow(holes: np.ndarray, wide: np.ndarray) -> np.ndarray:
-    """The loops among ``holes`` that hold no ``wide`` pixel: too narrow for the closing's
-    inside, so they seed the inside themselves (the loops that do are seeded at the same
-    distance from the ink as the outside is, which keeps the edge on the ink's middle)."""
-    labels, count = ndimage.label(holes)
-    if count == 0:
-        return holes
-    has_wide = np.zeros(count + 1, bool)
-    has_wide[np.unique(labels[wide & holes])] = True
-    has_wide[0] = True
-    return ~has_wide[labels]
 
 
 def _drop_spurs(loose: np.ndarray, filled: np.ndarray, length: float, touch: int) -> np.ndarray:

@@ -194,11 +194,22 @@ def _covered(vertices, faces, view: str, u: float, v: float) -> bool:
     return bool(mask[row - 1:row + 2, col - 1:col + 2].any())
 
 
+def _airplane(circle):
+    """From the front: a round fuselage, wings seen edge-on as a slim outline, a fin as one
+    line; from the side: a long fuselage, the wing as one line, the fin as a slim outline."""
+    front = [circle(0.15, n=80), _line((-0.9, 0.0), (0.9, 0.0), (0.9, -0.03), (-0.9, -0.03), (-0.9, 0.0)),
+             _line((0.0, 0.15), (0.0, 0.5))]
+    side = [circle(0.8, sy=0.19, n=160), _line((-0.2, -0.015), (0.25, -0.015)),
+            _line((-0.75, 0.1), (-0.6, 0.5), (-0.55, 0.5), (-0.6, 0.1))]
+    return {"front": front, "side": side}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", ["lamp", "table"])
+@pytest.mark.parametrize("shape", ["lamp", "table", "airplane"])
 def test_thin_parts_drawn_as_lines_survive_fusion_and_fitting(circle, shape):
-    sketch = _lamp(circle) if shape == "lamp" else _table()
-    probes = {"lamp": [(0.0, -0.3), (0.0, -0.6), (0.3, -0.77)], "table": [(-0.62, -0.2), (0.62, -0.5)]}[shape]
+    sketch = {"lamp": lambda: _lamp(circle), "table": _table, "airplane": lambda: _airplane(circle)}[shape]()
+    probes = {"lamp": [(0.0, -0.3), (0.0, -0.6), (0.3, -0.77)], "table": [(-0.62, -0.2), (0.62, -0.5)],
+              "airplane": [(0.8, -0.015), (-0.6, -0.015), (0.0, 0.4)]}[shape]
     result = pipeline.reconstruct_strokes(sketch, detail="medium")
     assert closed_and_oriented(result.faces)
     fitted = pipeline.fit_strokes(result.vertices, result.faces, sketch, iterations=60)
