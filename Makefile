@@ -69,6 +69,8 @@ extension: .venv-bpy50/.ready
 
 bench: setup
 	$(SERVER_PY) benchmarks/bench_pipeline.py
+	$(SERVER_PY) benchmarks/bench_pipeline.py --robustness
+	$(SERVER_PY) benchmarks/bench_cli.py
 	$(SERVER_PY) benchmarks/bench_fitting.py
 	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY50_PY) benchmarks/bench_end_to_end.py
 
