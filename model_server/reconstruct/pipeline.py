@@ -220,10 +220,10 @@ def _read(images: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -
             sketch.thin["side"] = alignment.image(sketch.thin["side"], order=0) & sketch.silhouettes["side"]
             if "side" in sketch.strokes:
                 sketch.strokes["side"] = alignment.strokes(sketch.strokes["side"])
-            bottom, top = np.flatnonzero(sketch.silhouettes["front"].any(axis=1))[[0, -1]]
-            note = alignment.note((top - bottom + 1) * INPUT_VIEWS["front"].pixel_size(RESOLUTION))
-            if note:
-                sketch.notes.append(note)
+        bottom, top = np.flatnonzero(sketch.silhouettes["front"].any(axis=1))[[0, -1]]
+        note = alignment.note((top - bottom + 1) * INPUT_VIEWS["front"].pixel_size(RESOLUTION))
+        if note:
+            sketch.notes.append(note)
     return sketch
 
 

@@ -3,8 +3,10 @@
 Both views measure the object's height (world Z), so on a true sketch their silhouettes
 span the same rows. Artists never draw them exactly alike; left as drawn, the hull cuts
 the taller view's top or bottom off. Within ``MAX_MISMATCH`` the side view is scaled and
-moved vertically onto the front's span (the front is the reference: it is drawn first);
-beyond that, or when the two share no height at all, the sketch is refused.
+moved vertically onto the front's span (the front is the reference: it is drawn first).
+Beyond that the views are too different to guess which is meant: they are left as drawn,
+as before this existed, and the user is told; views that share no height at all are
+refused, as before.
 
 The alignment is one map ``v -> scale * v + shift`` of the side view's vertical canvas
 coordinate, applied alike to its ink, its silhouette and its strokes.
@@ -27,13 +29,18 @@ NO_SHARED_HEIGHT = "The views' outlines share no volume; draw front and side at 
 
 @dataclass(frozen=True)
 class VerticalAlignment:
-    """The side view's vertical map ``v -> scale * v + shift`` (canvas units)."""
+    """The side view's vertical map ``v -> scale * v + shift`` (canvas units); ``mismatch``
+    is how much the heights differed, as a share of the taller."""
 
     scale: float = 1.0
     shift: float = 0.0
+    mismatch: float = 0.0
 
     def note(self, height: float) -> str | None:
         """The sentence that tells the user what was done, or None when it was imperceptible."""
+        if self.mismatch > MAX_MISMATCH:
+            return (f"The front and side views differ in height by {self.mismatch:.0%}, too much to line them up, "
+                    f"so only the height both share is built; draw them at the same height for the whole shape.")
         if abs(self.scale - 1.0) >= NOTICEABLE:
             return f"The side view was scaled by {self.scale:.2f} to match the front's height."
         if abs(self.shift) >= NOTICEABLE * height:
@@ -72,10 +79,9 @@ def vertical_span(mask: np.ndarray) -> tuple[float, float]:
 
 
 def align_side_to_front(front: np.ndarray, side: np.ndarray) -> VerticalAlignment:
-    """The map that puts the side silhouette's vertical span onto the front's.
-
-    Refused when the spans do not overlap, or when their heights differ by more than
-    MAX_MISMATCH of the taller one."""
+    """The map that puts the side silhouette's vertical span onto the front's; no map
+    (only the mismatch) when their heights differ by more than MAX_MISMATCH of the
+    taller one. Refused when the spans do not overlap."""
     front_lo, front_hi = vertical_span(front)
     side_lo, side_hi = vertical_span(side)
     if side_lo >= front_hi or front_lo >= side_hi:
@@ -83,7 +89,6 @@ def align_side_to_front(front: np.ndarray, side: np.ndarray) -> VerticalAlignmen
     front_height, side_height = front_hi - front_lo, side_hi - side_lo
     mismatch = abs(front_height - side_height) / max(front_height, side_height)
     if mismatch > MAX_MISMATCH:
-        raise Refused(BAD_INPUT, f"The front and side views differ in height by {mismatch:.0%}; draw them at the "
-                                 f"same height (within {MAX_MISMATCH:.0%}).")
+        return VerticalAlignment(mismatch=mismatch)
     scale = front_height / side_height
-    return VerticalAlignment(scale, front_lo - scale * side_lo)
+    return VerticalAlignment(scale, front_lo - scale * side_lo, mismatch)

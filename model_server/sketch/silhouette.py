@@ -24,7 +24,7 @@ MIN_FILL_RATIO = 1.5      # a closing is accepted once the fill encloses clearly
 MIN_COMPONENT_FRACTION = 0.01
 MIN_THIN_WIDTH_PX = 3     # a line that encloses nothing becomes a solid at least this wide
 SPUR_FRACTION = 0.06      # lines leaving an outline for less than this share of the sketch's size are overshoots
-SPECK_FRACTION = 0.03     # parts smaller than this share of the sketch's size are specks
+SPECK_FRACTION = 0.05     # parts smaller than this share of the sketch's size are specks
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ def read_silhouette(ink: np.ndarray, threshold: float = INK_THRESHOLD) -> Silhou
     loose = lines & ~ndimage.binary_dilation(filled, disk(reach)) if filled.any() else lines
     loose = _drop_spurs(loose, filled, SPUR_FRACTION * size, reach + 2)
     thin = ndimage.binary_dilation(loose, disk(MIN_THIN_WIDTH_PX // 2)) & ~filled
-    mask = _drop_specks(filled | thin, SPECK_FRACTION * size)
+    # A speck is small next to the drawing, or next to the canvas when a view holds little else.
+    mask = _drop_specks(filled | thin, SPECK_FRACTION * max(size, 0.5 * lines.shape[0]))
     return Silhouette(mask, thin & mask)
 
 
@@ -135,15 +136,17 @@ def _drop_spurs(loose: np.ndarray, filled: np.ndarray, length: float, touch: int
 
 
 def _drop_specks(mask: np.ndarray, extent: float) -> np.ndarray:
-    """Drop parts that are both small in area (next to the largest) and short (``extent`` pixels)."""
+    """Drop specks: parts shorter than ``extent`` pixels, unless their area is a fair share
+    (MIN_COMPONENT_FRACTION) of the largest real part. A view of specks alone is empty."""
     labels, count = ndimage.label(mask)
     if count == 0:
         return mask
     sizes = np.bincount(labels.ravel())[1:]
-    keep = np.zeros(count + 1, bool)
-    for label, box in enumerate(ndimage.find_objects(labels), start=1):
-        long = max(box[0].stop - box[0].start, box[1].stop - box[1].start) >= extent
-        keep[label] = long or sizes[label - 1] >= MIN_COMPONENT_FRACTION * sizes.max()
+    spans = np.array([max(box[0].stop - box[0].start, box[1].stop - box[1].start)
+                      for box in ndimage.find_objects(labels)])
+    long = spans >= extent
+    largest = sizes[long].max() if long.any() else np.inf
+    keep = np.concatenate([[False], long | (sizes >= MIN_COMPONENT_FRACTION * largest)])
     return keep[labels]
 
 
