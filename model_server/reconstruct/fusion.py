@@ -162,8 +162,9 @@ def downsample(points: np.ndarray, normals: np.ndarray, voxel_size: float,
     mean_points = np.stack([np.bincount(group, points[:, k]) for k in range(3)], axis=1) / count[:, None]
     sum_normals = np.stack([np.bincount(group, normals[:, k]) for k in range(3)], axis=1)
     length = np.linalg.norm(sum_normals, axis=1, keepdims=True)
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(mean_points))
-    cloud.normals = o3d.utility.Vector3dVector(sum_normals / np.maximum(length, 1e-12))
+    oriented = length[:, 0] > 1e-6 * count   # normals that cancel out give Poisson no direction ("bad data")
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(mean_points[oriented]))
+    cloud.normals = o3d.utility.Vector3dVector(sum_normals[oriented] / length[oriented])
     return cloud
 
 
