@@ -64,3 +64,19 @@ def surface_nets(field: np.ndarray, lo: float, spacing: float) -> tuple[np.ndarr
         quad[~starts_inside] = quad[~starts_inside][:, ::-1]
         faces.append(np.concatenate([quad[:, [0, 1, 2]], quad[:, [0, 2, 3]]]))
     return vertices, np.concatenate(faces).astype(np.int64)
+
+
+def snap_to_surface(points: np.ndarray, value_and_gradient, steps: int, max_step: float) -> np.ndarray:
+    """Newton steps moving ``points`` (N, 3) onto the zero level set of a field.
+
+    ``value_and_gradient(points)`` gives the field (N,) and its gradient (N, 3) there. Each
+    step moves a point by f g / |g|², cut to ``max_step`` long, so a poor gradient far from
+    the surface cannot throw a vertex across a thin part. Used after surface nets, whose
+    vertices sit up to a grid spacing off the surface."""
+    points = np.asarray(points, np.float64)
+    for _ in range(steps):
+        f, g = value_and_gradient(points)
+        step = f[:, None] * g / np.maximum((g * g).sum(axis=1, keepdims=True), 1e-12)
+        length = np.linalg.norm(step, axis=1, keepdims=True)
+        points = points - step * np.minimum(1.0, max_step / np.maximum(length, 1e-12))
+    return points

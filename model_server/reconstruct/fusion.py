@@ -306,9 +306,13 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     thin = thin_parts(points, maps, THIN_WIDTH_VOXELS * settings.voxel_size)
     half_pixel = 0.5 * VIEWS[0].pixel_size(maps.resolution)
     timings["fuse"] = timings.get("fuse", 0.0) + time.perf_counter() - start
+    clouds: dict[float, o3d.geometry.PointCloud] = {}   # one per voxel grid shift; the octree attempts share it
     for what, shift, deeper in ATTEMPTS:
         start = time.perf_counter()
-        cloud = downsample(points, normals, settings.voxel_size, thin, offset=half_pixel + shift * settings.voxel_size)
+        if shift not in clouds:
+            clouds[shift] = downsample(points, normals, settings.voxel_size, thin,
+                                       offset=half_pixel + shift * settings.voxel_size)
+        cloud = clouds[shift]
         depth = settings.poisson_depth + deeper
         after_points = time.perf_counter()
         mesh, density = poisson(cloud, depth)

@@ -38,7 +38,7 @@ from scipy import ndimage
 from model_server.errors import BAD_INPUT, Refused
 from model_server.geometry.maps import Maps
 from model_server.geometry.raycast import assemble_maps, cast
-from model_server.geometry.surface_nets import surface_nets
+from model_server.geometry.surface_nets import snap_to_surface, surface_nets
 from model_server.geometry.views import INPUT_VIEWS, VIEWS, View, normals_to_world, pixel_to_plane, project
 from model_server.sketch.silhouette import signed_distance
 
@@ -173,16 +173,10 @@ class InflatedField:
         t = stride * np.arange(-steps, steps + 1, dtype=np.float64)
         field = t[None, None, :] ** 2 - q[:, :, None] - GROWTH_PX2
         index, faces = surface_nets(field, 0.0, 1.0)
-        rows = self.row0 + stride * index[:, 0]
-        cols = self.col0 + stride * index[:, 1]
-        ts = stride * (index[:, 2] - steps)
-        for _ in range(NEWTON_STEPS):
-            g, grad = self.value_and_gradient(rows, cols, ts)
-            step = g[:, None] * grad / np.maximum((grad * grad).sum(axis=1, keepdims=True), 1e-12)
-            length = np.linalg.norm(step, axis=1, keepdims=True)
-            step *= np.minimum(1.0, stride / np.maximum(length, 1e-12))
-            rows, cols, ts = rows - step[:, 0], cols - step[:, 1], ts - step[:, 2]
-        return np.stack([rows, cols, ts], 1), faces
+        start = np.stack([self.row0 + stride * index[:, 0], self.col0 + stride * index[:, 1],
+                          stride * (index[:, 2] - steps)], 1)
+        return snap_to_surface(start, lambda p: self.value_and_gradient(p[:, 0], p[:, 1], p[:, 2]),
+                               NEWTON_STEPS, stride), faces
 
     def drawn_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The drawn view's hit mask, depth (world) and camera-frame normals, straight from Q."""

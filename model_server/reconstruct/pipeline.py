@@ -33,8 +33,8 @@ from model_server.geometry.normalize import fit_normalization
 from model_server.geometry.views import INPUT_VIEWS, RESOLUTION
 from model_server.reconstruct import backends
 from model_server.sketch.png import resample_ink
-from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.align import align_side_to_front
+from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import read_silhouette
 
 Progress = Callable[[str, float], None]
@@ -168,8 +168,7 @@ def _prepare(backend: str, detail: str, refine: int, weights: str | Path | None,
     if detail not in DETAILS:
         raise Refused(BAD_REQUEST, f"detail must be one of {', '.join(DETAILS)}, not {detail!r}")
     check_iterations(refine, "--refine")
-    if backend not in backends.BACKENDS:
-        raise Refused(BAD_REQUEST, f"backend must be one of {', '.join(backends.BACKENDS)}, not {backend!r}")
+    backends.check_name(backend)
     return lambda: backends.load(backend, weights, device)
 
 
@@ -220,8 +219,7 @@ def _read(images: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -
             sketch.thin["side"] = alignment.image(sketch.thin["side"], order=0) & sketch.silhouettes["side"]
             if "side" in sketch.strokes:
                 sketch.strokes["side"] = alignment.strokes(sketch.strokes["side"])
-        bottom, top = np.flatnonzero(sketch.silhouettes["front"].any(axis=1))[[0, -1]]
-        note = alignment.note((top - bottom + 1) * INPUT_VIEWS["front"].pixel_size(RESOLUTION))
+        note = alignment.note()
         if note:
             sketch.notes.append(note)
     return sketch

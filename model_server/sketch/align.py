@@ -30,22 +30,25 @@ NO_SHARED_HEIGHT = "The views' outlines share no volume; draw front and side at 
 @dataclass(frozen=True)
 class VerticalAlignment:
     """The side view's vertical map ``v -> scale * v + shift`` (canvas units); ``mismatch``
-    is how much the heights differed, as a share of the taller."""
+    is how much the heights differed, as a share of the taller, and ``height`` is the
+    front's (canvas units), against which a move is told."""
 
     scale: float = 1.0
     shift: float = 0.0
     mismatch: float = 0.0
+    height: float = 1.0
 
-    def note(self, height: float) -> str | None:
+    def note(self) -> str | None:
         """The sentence that tells the user what was done, or None when it was imperceptible."""
         if self.mismatch > MAX_MISMATCH:
             return (f"The front and side views differ in height by {self.mismatch:.0%}, too much to line them up, "
                     f"so only the height both share is built; draw them at the same height for the whole shape.")
         if abs(self.scale - 1.0) >= NOTICEABLE:
             return f"The side view was scaled by {self.scale:.2f} to match the front's height."
-        if abs(self.shift) >= NOTICEABLE * height:
+        if abs(self.shift) >= NOTICEABLE * self.height:
             direction = "up" if self.shift > 0 else "down"
-            return f"The side view was moved {direction} by {abs(self.shift) / height:.0%} of its height to line up with the front."
+            return (f"The side view was moved {direction} by {abs(self.shift) / self.height:.0%} of its height "
+                    f"to line up with the front.")
         return None
 
     def strokes(self, strokes: list[np.ndarray]) -> list[np.ndarray]:
@@ -89,6 +92,6 @@ def align_side_to_front(front: np.ndarray, side: np.ndarray) -> VerticalAlignmen
     front_height, side_height = front_hi - front_lo, side_hi - side_lo
     mismatch = abs(front_height - side_height) / max(front_height, side_height)
     if mismatch > MAX_MISMATCH:
-        return VerticalAlignment(mismatch=mismatch)
+        return VerticalAlignment(mismatch=mismatch, height=front_height)
     scale = front_height / side_height
-    return VerticalAlignment(scale, front_lo - scale * side_lo, mismatch)
+    return VerticalAlignment(scale, front_lo - scale * side_lo, mismatch, front_height)

@@ -37,12 +37,17 @@ class Backend(Protocol):
         ...
 
 
+def check_name(name: str) -> None:
+    """Refuse a backend name that is not one of BACKENDS (before any work is done)."""
+    if name not in BACKENDS:
+        raise Refused(BAD_REQUEST, f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+
+
 def load(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backend:
     """The backend called ``name``; ``weights`` is the learned backend's checkpoint (the
     shipped one when None). Raises Refused for an unknown name, a missing weights file,
     or a backend that is not available."""
-    if name not in BACKENDS:
-        raise Refused(BAD_REQUEST, f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    check_name(name)
     if name == "hull":
         from model_server.reconstruct.backends.hull import HullBackend
 

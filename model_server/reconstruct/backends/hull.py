@@ -21,7 +21,7 @@ from scipy import ndimage
 from model_server.errors import BAD_INPUT, Refused
 from model_server.geometry.maps import Maps
 from model_server.geometry.raycast import assemble_maps, cast
-from model_server.geometry.surface_nets import surface_nets
+from model_server.geometry.surface_nets import snap_to_surface, surface_nets
 from model_server.geometry.views import INPUT_VIEWS, RESOLUTION, VIEWS, View, project
 from model_server.sketch.silhouette import signed_distance
 
@@ -133,12 +133,7 @@ def hull_mesh(field: HullField, grid_resolution: int = GRID_RESOLUTION) -> tuple
     if not (values < 0).any():
         raise Refused(BAD_INPUT, "The views' outlines share no volume; draw front and side at the same height.")
     vertices, faces = surface_nets(values - COARSE_DILATION * spacing, lo, spacing)
-    for _ in range(NEWTON_STEPS):
-        f, g = field.value_and_gradient(vertices)
-        step = f[:, None] * g / np.maximum((g * g).sum(axis=1, keepdims=True), 1e-12)
-        length = np.linalg.norm(step, axis=1, keepdims=True)
-        vertices = vertices - step * np.minimum(1.0, spacing / np.maximum(length, 1e-12))
-    return vertices, faces
+    return snap_to_surface(vertices, field.value_and_gradient, NEWTON_STEPS, spacing), faces
 
 
 def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,

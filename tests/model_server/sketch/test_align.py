@@ -28,20 +28,20 @@ def test_the_side_is_scaled_and_moved_onto_the_front():
     assert vertical_span(moved) == pytest.approx((-0.5, 0.5), abs=1.0 / RES)
     strokes = alignment.strokes([np.array([[0.0, lo, 1.0], [0.3, hi, 0.5]])])
     np.testing.assert_allclose(strokes[0], [[0.0, -0.5, 1.0], [0.3, 0.5, 0.5]])
-    assert alignment.note(1.0) == "The side view was scaled by 1.07 to match the front's height."
+    assert alignment.note() == "The side view was scaled by 1.07 to match the front's height."
 
 
 def test_equal_heights_only_move_and_say_so():
     alignment = align_side_to_front(band(-0.5, 0.5), band(-0.5 + 6 / 128, 0.5 + 6 / 128))
     assert alignment.scale == pytest.approx(1.0) and alignment.shift == pytest.approx(-6 / 128)
-    assert alignment.note(1.0) == "The side view was moved down by 5% of its height to line up with the front."
-    assert VerticalAlignment().note(1.0) is None
+    assert alignment.note() == "The side view was moved down by 5% of its height to line up with the front."
+    assert VerticalAlignment().note() is None
 
 
 def test_views_too_different_are_left_as_drawn_and_the_user_told():
     alignment = align_side_to_front(band(-0.5, 0.5), band(-0.5, 0.5 - 2 * MAX_MISMATCH - 2 / 128))
     assert (alignment.scale, alignment.shift) == (1.0, 0.0) and alignment.mismatch > MAX_MISMATCH
-    assert alignment.note(1.0).startswith("The front and side views differ in height by 22%, too much to line")
+    assert alignment.note().startswith("The front and side views differ in height by 22%, too much to line")
 
 
 def test_views_that_share_no_height_are_refused():
