@@ -71,7 +71,7 @@ class Fitted:
     log: list[dict[str, float]]     # per iteration: every loss term, its weight, the total
 
 
-def reconstruct_images(inks: dict[str, np.ndarray], backend: str = "hull", detail: str = "medium",
+def reconstruct_images(inks: dict[str, np.ndarray], backend: str = backends.DEFAULT_BACKEND, detail: str = "medium",
                        device: str = "cpu", progress: Progress | None = None, refine: int = 0,
                        weights: str | Path | None = None) -> Result:
     """Reconstruct from ink images on the [-1, 1] canvases of 'front', 'side' and optionally 'top'.
@@ -93,7 +93,7 @@ def reconstruct_images(inks: dict[str, np.ndarray], backend: str = "hull", detai
     return _reconstruct(images, load_backend, detail, report, timings, started, refine, {}, device)
 
 
-def reconstruct_strokes(strokes: dict[str, list[np.ndarray]], backend: str = "hull", detail: str = "medium",
+def reconstruct_strokes(strokes: dict[str, list[np.ndarray]], backend: str = backends.DEFAULT_BACKEND, detail: str = "medium",
                         device: str = "cpu", progress: Progress | None = None, refine: int = 0,
                         weights: str | Path | None = None) -> Result:
     """Reconstruct from strokes: view -> list of (N, 3) (u, v, pressure) in world view-plane coordinates.
@@ -126,7 +126,7 @@ def fit_strokes(vertices: np.ndarray, faces: np.ndarray, strokes: dict[str, list
 
     check_iterations(iterations, "iterations", minimum=1)
     frame, canonical, images = _sketch_images(strokes)
-    sketch = _read(images, canonical)
+    sketch = read_sketch(images, canonical)
     targets = _fit_targets(sketch.silhouettes, sketch.thin, sketch.strokes)
 
     def report(message: str, fraction: float, current: np.ndarray | None) -> None:
@@ -186,7 +186,7 @@ def _sketch_images(strokes: dict[str, list[np.ndarray]]):
 
 
 @dataclass
-class _Sketch:
+class Sketch:
     """A sketch as read: per view its ink, silhouette, thin parts and canonical strokes
     (none for PNG input), after lining the side up with the front, and what was done."""
 
@@ -197,7 +197,7 @@ class _Sketch:
     notes: list[str]
 
 
-def _read(images: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -> _Sketch:
+def read_sketch(images: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -> Sketch:
     """Silhouettes of the ink images: each drawn view must show a part, at least one of
     front and side is drawn, an empty top is dropped, and the side is lined up with the front."""
     read = {view: read_silhouette(ink) for view, ink in images.items()}
@@ -209,7 +209,7 @@ def _read(images: dict[str, np.ndarray], strokes: dict[str, list[np.ndarray]]) -
                                  "layer, the Side layer or both.")
     if "top" in read and not read["top"].mask.any():
         del read["top"]
-    sketch = _Sketch({view: images[view] for view in read}, {view: s.mask for view, s in read.items()},
+    sketch = Sketch({view: images[view] for view in read}, {view: s.mask for view, s in read.items()},
                      {view: s.thin for view, s in read.items()}, dict(strokes), [])
     if "front" in read and "side" in read:
         alignment = align_side_to_front(sketch.silhouettes["front"], sketch.silhouettes["side"])
@@ -246,7 +246,7 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
     from model_server.reconstruct import fusion
 
     t0 = time.perf_counter()
-    sketch = _read(images, strokes)
+    sketch = read_sketch(images, strokes)
     timings["rasterize"] += time.perf_counter() - t0
 
     main = [view for view in MAIN_VIEWS if view in sketch.silhouettes]
@@ -257,6 +257,7 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
         report("Inflating the outline", 0.15)
         backend = "inflate"
         maps = inflated_maps(main[0], sketch.silhouettes[main[0]], RESOLUTION)
+        tolerance, votes = fusion.DEPTH_TOLERANCE_PX, 1
         missing = next(view for view in MAIN_VIEWS if view != main[0])
         sketch.notes.append(ONE_VIEW_NOTE.format(drawn=main[0], missing=missing))
     else:
@@ -264,12 +265,13 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
         report(f"Predicting the views ({predictor.name})", 0.15)
         backend = predictor.name
         maps = predictor.predict(sketch.images, sketch.silhouettes, RESOLUTION)
+        tolerance, votes = predictor.depth_tolerance_px, predictor.prune_votes
     timings["predict"] = time.perf_counter() - t0
 
     report("Fusing the views into a surface", 0.45)
     steps: list[str] = []
     try:
-        vertices, faces = fusion.fuse(maps, detail, timings, steps)
+        vertices, faces = fusion.fuse(maps, detail, timings, steps, tolerance, votes)
     except fusion.NotClosed:
         if len(main) == 1:
             raise

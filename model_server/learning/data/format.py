@@ -7,7 +7,9 @@
     DIR/index.jsonl      one line per shape: {"id", "family", "source", "split", "file"}
     DIR/shapes/<id>.npz  depth float16 (14, R, R), normal int8 (14, R, R, 3) (unit x 127),
                          mask uint8 (14, R, R), sketch uint8 (styles, 3, R, R) (255 = ink),
-                         vertices float32 (V, 3), faces int32 (F, 3): the canonical mesh
+                         vertices float32 (V, 3), faces int32 (F, 3): the canonical mesh,
+                         and at 256² the learned backend's inputs: refine_input float16
+                         (K, 14, C, 128, 128) for K readings of the sketches, refine_style int8 (K,)
 
 A shape's split follows from a hash of its id alone, so it never depends on which other
 shapes exist. Every file is written atomically (see :mod:`model_server.files`), so a cut-off
@@ -105,6 +107,7 @@ def decode(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "sketch": arrays["sketch"].astype(np.float32) / INK_SCALE,
         "vertices": arrays["vertices"].astype(np.float32),
         "faces": arrays["faces"].astype(np.int32),
+        **{name: arrays[name] for name in ("refine_input", "refine_style") if name in arrays},
     }
 
 

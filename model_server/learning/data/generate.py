@@ -35,6 +35,8 @@ STYLES: tuple[str, ...] = sketches.STYLES
 SKETCH_VIEWS: tuple[str, ...] = tuple(INPUT_VIEWS)        # front, side, top
 MIN_RESOLUTION = 32
 SHAPE_GRID = 96             # SDF samples per axis for the procedural shapes
+REFINE_VARIANTS = 2         # readings of each shape's sketches stored for the learned backend (top drawn, then not)
+MISREGISTRATION = 0.03      # the side view is drawn up to this much off the front's height and scale
 
 # Ground truth is rendered once for the 14 output views plus the top view (front and side
 # are output views 0 and 1), and the sketches are drawn from these views' maps.
@@ -152,7 +154,41 @@ def make_sample(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generato
     maps = render_maps(vertices, faces, res, RENDER_VIEWS)
     index = list(SKETCH_VIEW_INDEX)
     inks = sketches.draw_sketches(Maps(maps.depth[index], maps.normal[index], maps.mask[index]), rng, STYLES)
-    return encode(Maps(maps.depth[:NUM_VIEWS], maps.normal[:NUM_VIEWS], maps.mask[:NUM_VIEWS]), inks, vertices, faces)
+    arrays = encode(Maps(maps.depth[:NUM_VIEWS], maps.normal[:NUM_VIEWS], maps.mask[:NUM_VIEWS]), inks, vertices, faces)
+    if res == RESOLUTION:
+        arrays.update(hull_inputs(inks, rng))
+    return arrays
+
+
+def hull_inputs(inks: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The learned backend's inputs for REFINE_VARIANTS readings of the sketches: each a
+    random style, the top drawn or not, and the side drawn slightly off the front's height,
+    read exactly as a user's sketch is (silhouettes, alignment, hull; see
+    :mod:`model_server.reconstruct.backends.refine_maps`). A variant whose views share no
+    volume is skipped. Returns refine_input (K, V, C, r, r) float16 and refine_style (K,) int8."""
+    from model_server.errors import Refused
+    from model_server.reconstruct.backends.hull import hull_maps
+    from model_server.reconstruct.backends.refine_maps import network_inputs
+    from model_server.reconstruct.pipeline import read_sketch
+    from model_server.sketch.align import VerticalAlignment
+
+    inputs, styles = [], []
+    for variant in range(REFINE_VARIANTS):
+        style = int(rng.integers(len(inks)))
+        images = {name: inks[style][k] for k, name in enumerate(SKETCH_VIEWS) if name != "top" or variant == 0}
+        misdrawn = VerticalAlignment(scale=1.0 + rng.uniform(-MISREGISTRATION, MISREGISTRATION),
+                                     shift=rng.uniform(-MISREGISTRATION, MISREGISTRATION))
+        images["side"] = misdrawn.image(images["side"], order=1)
+        try:
+            sketch = read_sketch(images, {})
+            hull = hull_maps(sketch.silhouettes, RESOLUTION)
+        except Refused:
+            continue
+        inputs.append(network_inputs(hull, sketch.images).astype(np.float16))
+        styles.append(style)
+    if not inputs:
+        return {}
+    return {"refine_input": np.stack(inputs), "refine_style": np.array(styles, np.int8)}
 
 
 # --- Resuming -----------------------------------------------------------------------------------

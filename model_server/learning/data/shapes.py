@@ -1092,6 +1092,70 @@ def _car(rng: np.random.Generator) -> Scene:
     return s
 
 
+def _random_primitive(rng: np.random.Generator, centre: Array, size: float) -> Primitive:
+    """One rounded primitive of about ``size`` at ``centre``, randomly turned."""
+    turn = rot_z(rng.uniform(0, 2 * math.pi)) @ rot_x(rng.uniform(-0.6, 0.6))
+    kind = _pick(rng, {"ellipsoid": 0.3, "capsule": 0.2, "box": 0.2, "torus": 0.1, "cone": 0.1, "cylinder": 0.1})
+    if kind == "ellipsoid":
+        return ellipsoid(centre, size * rng.uniform(0.35, 1.0, 3), turn)
+    if kind == "capsule":
+        half = turn @ np.array([0.0, 0.0, size * rng.uniform(0.4, 1.0)])
+        r = size * rng.uniform(0.12, 0.35)
+        return capsule(centre - half, centre + half, r, r * rng.uniform(0.5, 1.3))
+    if kind == "box":
+        dims = size * rng.uniform(0.5, 1.6, 3)
+        return box(centre, dims, rng.uniform(0.02, 0.3) * dims.min(), turn)
+    if kind == "torus":
+        major = size * rng.uniform(0.45, 0.8)
+        return torus(centre, major, major * rng.uniform(0.18, 0.4), turn)
+    if kind == "cone":
+        h = size * rng.uniform(0.8, 1.6)
+        return lathe(centre - np.array([0, 0, 0.5 * h]), [0.0, 0.02, h], [size * 0.5, size * rng.uniform(0.4, 0.7),
+                                                                          size * rng.uniform(0.05, 0.2)], turn)
+    return cylinder(centre, size * rng.uniform(0.25, 0.6), size * rng.uniform(0.6, 1.6), size * 0.05, turn)
+
+
+def _assembly(rng: np.random.Generator) -> Scene:
+    """Random part assemblies, a general prior rather than a category: 2-7 rounded
+    primitives (ellipsoids, capsules, rounded boxes, tori, cones, cylinders) joined with
+    smooth or sharp unions, some mirrored left-right, with cuts that make cavities,
+    notches and through-holes."""
+    s = Scene()
+    size = rng.uniform(0.3, 0.55)
+    body = rng.normal(0, 0.05, 3)
+    s.add(_random_primitive(rng, body, size))
+    symmetric = rng.random() < 0.5
+    for _ in range(int(rng.integers(1, 7))):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        centre = body + direction * size * rng.uniform(0.5, 1.3)
+        part_size = size * rng.uniform(0.3, 0.9)
+        blend = rng.uniform(0.0, 0.08) if rng.random() < 0.7 else 0.0
+        if symmetric and abs(centre[0]) > 0.1 * size:
+            seed = int(rng.integers(1 << 30))
+            for sx in (-1.0, 1.0):   # both sides get the same part, placed mirrored
+                s.add(_random_primitive(np.random.default_rng(seed), centre * np.array([sx, 1.0, 1.0]), part_size),
+                      blend)
+        else:
+            s.add(_random_primitive(rng, centre, part_size), blend)
+    lo, hi = s.bounds()
+    for _ in range(int(rng.integers(0, 3))):
+        kind = _pick(rng, {"cavity": 0.4, "hole": 0.4, "notch": 0.2})
+        centre = lo + (hi - lo) * rng.uniform(0.25, 0.75, 3)
+        extent = float((hi - lo).min())
+        if kind == "hole":
+            axis = [rot_x(math.pi / 2), rot_y(math.pi / 2), np.eye(3)][int(rng.integers(3))]
+            s.cut(cylinder(centre, extent * rng.uniform(0.1, 0.25), 4.0, 0.0, axis), rng.uniform(0.0, 0.03))
+        elif kind == "cavity":
+            top = centre.copy()
+            top[2] = hi[2]
+            s.cut(ellipsoid(top, extent * rng.uniform(0.2, 0.4, 3)), rng.uniform(0.0, 0.03))
+        else:
+            s.cut(box(centre + rng.normal(0, 0.2, 3) * extent, extent * rng.uniform(0.3, 0.6, 3), 0.02,
+                      rot_z(rng.uniform(0, math.pi))), 0.01)
+    return s
+
+
 _BUILDERS: dict[str, Callable[[np.random.Generator], Scene]] = {
     "chair": _chair,
     "table": _table,
@@ -1101,6 +1165,7 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], Scene]] = {
     "lathe": _lathe_object,
     "mug": _mug,
     "car": _car,
+    "assembly": _assembly,
 }
 
 FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
