@@ -97,7 +97,10 @@ class TrainingLog:
         rows, labels = [], []
         for s in range(len(ink)):
             for k, v in enumerate(PREVIEW_VIEWS):
-                sketch = ink_image(ink[s, k]) if k < len(sketch_names) else np.ones_like(ink[s, 0])
+                if ink.ndim == 5:   # the refine design's inputs: show the ink lifted onto the hull in view v
+                    sketch = ink_image(ink[s, v, 5:8].max(axis=0))
+                else:
+                    sketch = ink_image(ink[s, k]) if k < len(sketch_names) else np.ones_like(ink[s, 0])
                 tiles = [np.repeat(sketch[..., None], 3, axis=2)]
                 for maps in (guess, truth):
                     fg = maps["mask"][s, v] > 0.5

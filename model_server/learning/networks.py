@@ -25,6 +25,7 @@ from torch import nn
 from model_server.geometry.views import NUM_VIEWS
 
 DEFAULT_CONFIG: dict[str, Any] = {
+    "design": "multiview",  # the paper's sketch -> 14 decoders; "refine" is RefineNet's config
     "in_views": 3,        # 2: front, side; 3: front, side, optional top (+ a presence flag)
     "resolution": 256,    # the sketch and map resolution the network was trained at
     "width": 32,          # encoder channels at full resolution (doubling per level, capped at 8x)
@@ -39,7 +40,10 @@ MASK_PRIOR = 0.1          # initial foreground probability (objects cover about 
 
 
 def complete_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` over the defaults, checked: the resolution must halve ``depth`` times to >= 2 pixels."""
+    """``config`` over its design's defaults, checked: the resolution must halve ``depth``
+    times to >= 2 pixels. A config without a design is the paper's (``multiview``)."""
+    if config.get("design", "multiview") == "refine":
+        return _complete_refine_config(config)
     full = {**DEFAULT_CONFIG, **config}
     unknown = set(full) - set(DEFAULT_CONFIG)
     if unknown:
@@ -192,16 +196,26 @@ def target_maps(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return stack_maps(batch["depth"], batch["normal"], batch["mask"])
 
 
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy as the mean of its foreground mean and its background mean
+    (over ``where`` only, when given). Objects cover about a tenth of a view: a plain mean
+    would weigh each foreground pixel ~10x less than the depth and normal terms, which are
+    means over the foreground, and masks would barely be learned."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    where = torch.ones_like(target) if where is None else where.float()
+    fg, bg = target * where, (1.0 - target) * where
+    return 0.5 * ((bce * fg).sum() / fg.sum().clamp_min(1.0) + (bce * bg).sum() / bg.sum().clamp_min(1.0))
+
+
 def map_losses(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The paper's reconstruction terms: L1 depth and L2 normals on the ground-truth foreground,
-    and binary cross-entropy on the mask everywhere. Each term is a mean (per foreground pixel
-    for depth and normals)."""
+    and binary cross-entropy on the mask, balanced between object and background (see
+    :func:`balanced_bce`). Each term is a mean per pixel of its kind."""
     fg = target["mask"].float()
     count = fg.sum().clamp_min(1.0)
     depth = ((pred["depth"] - target["depth"]).abs() * fg).sum() / count
     normal = ((pred["normal"] - target["normal"]).pow(2).sum(dim=2) * fg).sum() / count
-    mask = F.binary_cross_entropy_with_logits(pred["mask_logit"], fg)
-    return {"depth": depth, "normal": normal, "mask": mask}
+    return {"depth": depth, "normal": normal, "mask": balanced_bce(pred["mask_logit"], fg)}
 
 
 def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -209,8 +223,123 @@ def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
 
 
-def build_model(config: dict[str, Any] | None = None) -> MultiViewNet:
-    """A freshly initialised :class:`MultiViewNet` for ``config`` (defaults filled in)."""
+# --- Design 1: refine the visual hull ------------------------------------------------------------
+
+REFINE_CONFIG: dict[str, Any] = {
+    "design": "refine",
+    "resolution": 128,    # NET_RESOLUTION of the inputs (reconstruct.backends.refine_maps)
+    "channels": 9,        # INPUT_CHANNELS: hull depth, normal xyz, mask, lifted ink x3, top flag
+    "width": 16,          # channels at full resolution, doubling per level up to 4x
+    "depth": 4,           # levels below full resolution
+    "embedding": 8,       # channels of the learned per-view code
+    "num_views": NUM_VIEWS,
+}
+OFFSET_SCALE = 0.1        # world units per unit of the offset head's softplus
+OFFSET_SLACK = 0.02       # the offset may be this slightly negative: drawn outlines are a little loose
+REFINE_DEPTH_WEIGHT = 5.0  # depth errors are ~0.05 world units, mask and normal terms ~0.3
+
+
+def _complete_refine_config(config: dict[str, Any]) -> dict[str, Any]:
+    full = {**REFINE_CONFIG, **config}
+    unknown = set(full) - set(REFINE_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown network settings: {', '.join(sorted(unknown))}")
+    res, depth = int(full["resolution"]), int(full["depth"])
+    if depth < 1 or res % 2**depth or res // 2**depth < 2:
+        raise ValueError(f"resolution {res} cannot be halved {depth} times down to at least 2x2 pixels")
+    return full
+
+
+class RefineNet(nn.Module):
+    """Design 1: one small U-Net shared by all views refines each view's hull maps.
+
+    Input (B, V, C, R, R) from ``refine_maps.network_inputs``; every view runs through the
+    same weights, told apart by a learned per-view code. At the bottleneck each view also
+    receives the mean of all views' features, so the views of one shape agree on what they
+    carve. Outputs have :class:`MultiViewNet`'s layout: 'depth' (the hull's plus a
+    non-negative offset), 'normal' (the hull's, corrected, unit), 'mask_logit' (very
+    negative outside the hull: the result never leaves it), and the raw 'offset'."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = _complete_refine_config(config or {})
+        c = self.config
+        widths = [c["width"] * min(2**i, 4) for i in range(c["depth"] + 1)]
+        self.embedding = nn.Parameter(torch.zeros(c["num_views"], c["embedding"]))
+        self.stem = nn.Sequential(nn.Conv2d(c["channels"] + c["embedding"], widths[0], 3, 1, 1),
+                                  _norm(widths[0], 8), nn.LeakyReLU(0.2, inplace=True))
+        self.down = nn.ModuleList(DownBlock(widths[i], widths[i + 1]) for i in range(c["depth"]))
+        self.mix = nn.Sequential(nn.Conv2d(2 * widths[-1], widths[-1], 1), _norm(widths[-1], 8),
+                                 nn.LeakyReLU(0.2, inplace=True))
+        self.up = nn.ModuleList(nn.Sequential(nn.Conv2d(widths[i + 1] + widths[i], widths[i], 3, 1, 1),
+                                              _norm(widths[i], 8), nn.LeakyReLU(0.2, inplace=True))
+                                for i in reversed(range(c["depth"])))
+        self.head = nn.Conv2d(widths[0], MAP_CHANNELS, 1)
+        with torch.no_grad():          # start at the hull itself: no offset, keep every pixel, no correction
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+            self.head.bias[0] = -3.0
+            self.head.bias[4] = 3.0
+
+    def forward(self, x: torch.Tensor, views: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """x: (B, V, C, R, R); ``views`` (B, V) long: which of the 14 views each is (all 14
+        in order when None; training shows a random subset of them per shape)."""
+        b, v, ch, h, w = x.shape
+        if views is None:
+            views = torch.arange(v, device=x.device).expand(b, v)
+        code = self.embedding[views].view(b, v, -1, 1, 1).expand(b, v, -1, h, w)
+        y = self.stem(torch.cat([x, code.to(x.dtype)], dim=2).view(b * v, -1, h, w))
+        skips = [y]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        y = skips.pop()
+        shared = y.view(b, v, *y.shape[1:]).mean(dim=1, keepdim=True).expand(b, v, *y.shape[1:])
+        y = self.mix(torch.cat([y, shared.reshape(y.shape)], dim=1))
+        for block in self.up:
+            skip = skips.pop()
+            y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
+        out = self.head(y).float().view(b, v, MAP_CHANNELS, h, w)
+        hull_depth, hull_normal, hull_mask = x[:, :, 0].float(), x[:, :, 1:4].float(), x[:, :, 4].float()
+        offset = OFFSET_SCALE * F.softplus(out[:, :, 0]) - OFFSET_SLACK
+        normal = F.normalize(hull_normal + out[:, :, 1:4], dim=2, eps=1e-6)
+        mask_logit = torch.where(hull_mask > 0.5, out[:, :, 4], torch.full_like(out[:, :, 4], -20.0))
+        return {"depth": hull_depth + offset, "normal": normal, "mask_logit": mask_logit, "offset": offset,
+                "normal_correction": normal - hull_normal}
+
+    @staticmethod
+    def losses(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+               hull_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L1 depth and L2 normals where both the hull and the truth show the object, and
+        the mask's balanced cross-entropy inside the hull (outside it nothing is predicted)."""
+        fg = target["mask"].float()
+        hull = (hull_mask > 0.5).float()
+        both = fg * hull
+        count = both.sum().clamp_min(1.0)
+        depth = ((pred["depth"] - target["depth"]).abs() * both).sum() / count
+        normal = ((pred["normal"] - target["normal"]).pow(2).sum(dim=2) * both).sum() / count
+        return {"depth": REFINE_DEPTH_WEIGHT * depth, "normal": normal,
+                "mask": balanced_bce(pred["mask_logit"], fg, hull)}
+
+
+def run_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network of either design on a training batch."""
+    if isinstance(model, RefineNet) or isinstance(getattr(model, "module", None), RefineNet):
+        return model(batch["input"], batch.get("views"))
+    return model(batch["input"])
+
+
+def losses(model: nn.Module, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The training terms (depth, normal, mask) of either design."""
+    if isinstance(model, RefineNet):
+        return RefineNet.losses(pred, batch, batch["input"][:, :, 4])
+    return map_losses(pred, batch)
+
+
+def build_model(config: dict[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised network of ``config``'s design (defaults filled in):
+    :class:`RefineNet` for design "refine", else :class:`MultiViewNet`."""
+    if (config or {}).get("design", "multiview") == "refine":
+        return RefineNet(config)
     return MultiViewNet(config)
 
 

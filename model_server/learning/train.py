@@ -27,13 +27,14 @@ from torch.utils.data import DataLoader
 from model_server.device import DEVICES
 from model_server.learning import checkpoint as ckpt
 from model_server.learning.data.format import read_index, read_meta
-from model_server.learning.loader import ResumableSampler, SketchMaps, to_device
+from model_server.learning.loader import HullMaps, ResumableSampler, SketchMaps, to_device
 from model_server.learning.logs import COLUMNS, VAL_COLUMNS, TrainingLog
-from model_server.learning.networks import config_for, parameter_count
+from model_server.learning.networks import REFINE_CONFIG, config_for, parameter_count
 from model_server.learning.processes import Processes, start_processes
 from model_server.learning.trainer import Trainer
 
 DEFAULT_STEPS = 20000
+DESIGNS = ("refine", "multiview")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help=f"train until this total step count (default {DEFAULT_STEPS})")
     length.add_argument("--epochs", type=int, help="train until this many passes over the training split")
+    parser.add_argument("--design", choices=DESIGNS, default="refine",
+                        help="refine: one small network refines the visual hull's maps (shipped); multiview: the "
+                             "paper's sketch -> 14 decoders (default %(default)s; a resumed run keeps its own)")
+    parser.add_argument("--views-per-shape", type=int, default=7, metavar="K",
+                        help="refine design: train on K random views of each shape per step (default %(default)s)")
+    parser.add_argument("--hold-out", default="", metavar="FAMILIES",
+                        help="comma-separated families to leave out of training, so evaluation can measure kinds "
+                             "the network never saw (a resumed run keeps its own)")
     parser.add_argument("--batch", type=int, default=8, help="shapes per step and process (default %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored on CPU)")
@@ -53,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", type=Path, help="losses.csv, curves and previews (default: OUT_STEM_logs next to --out)")
     parser.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
                         help="save, validate and preview every N steps, and at the end (default %(default)s)")
-    parser.add_argument("--width", type=int, help="encoder width of a new network (default 32; a resumed one keeps its own)")
+    parser.add_argument("--width", type=int, help="full-resolution width of a new network (default: 16 refine, "
+                        "32 multiview; a resumed one keeps its own)")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
     parser.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation "
                         "(default 0; a resumed run keeps its own)")
@@ -78,6 +88,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     if args.workers < 0 or args.adversarial < 0 or args.lr <= 0:
         raise ValueError("--workers and --adversarial must be >= 0 and --lr > 0")
+    if not 1 <= args.views_per_shape <= 14:
+        raise ValueError(f"--views-per-shape must be between 1 and 14, not {args.views_per_shape}")
     if args.resume is not None and not args.resume.is_file():
         raise ValueError(f"--resume {args.resume} does not exist")
 
@@ -86,10 +98,14 @@ def run(args: argparse.Namespace) -> None:
     """Train (or resume) as the arguments say; under torchrun, every process calls this."""
     _check_args(args)
     meta = read_meta(args.data)
-    entries = {split: read_index(args.data, split) for split in ("train", "val")}
-    if not entries["train"]:
-        raise ValueError(f"{args.data} has no shapes in its train split")
     state = ckpt.load_checkpoint(args.resume) if args.resume else None
+    if state is not None:
+        args.hold_out = state.get("args", {}).get("hold_out", "")
+    held_out = {f.strip() for f in args.hold_out.split(",") if f.strip()}
+    entries = {split: [e for e in read_index(args.data, split) if e["family"] not in held_out]
+               for split in ("train", "val")}
+    if not entries["train"]:
+        raise ValueError(f"{args.data} has no shapes in its train split" + (" outside --hold-out" if held_out else ""))
     if state is not None and state.get("kind") != "training":
         raise ValueError(f"{args.resume} is an exported inference checkpoint; resume from a training checkpoint")
     if state is not None:
@@ -100,11 +116,20 @@ def run(args: argparse.Namespace) -> None:
         args.seed = seed
     else:
         args.seed = 0 if args.seed is None else args.seed
-        width = args.width or 32
-        config = config_for(int(meta["resolution"]), width=width, view_width=max(2, width // 4),
-                            in_views=3 if "top" in meta["sketch_views"] else 2)
-    if config["resolution"] != int(meta["resolution"]):
+        if args.design == "refine":
+            config = {**REFINE_CONFIG, "width": args.width or REFINE_CONFIG["width"]}
+        else:
+            width = args.width or 32
+            config = config_for(int(meta["resolution"]), width=width, view_width=max(2, width // 4),
+                                in_views=3 if "top" in meta["sketch_views"] else 2)
+    refine = config.get("design") == "refine"
+    if args.adversarial > 0 and refine:
+        raise ValueError("--adversarial is for the multiview design only")
+    if not refine and config["resolution"] != int(meta["resolution"]):
         raise ValueError(f"the network works at {config['resolution']}² but the dataset at {meta['resolution']}²")
+    if refine and int(meta["resolution"]) != 2 * config["resolution"]:
+        raise ValueError(f"the refine design needs a dataset made at {2 * config['resolution']}² (it holds the hull "
+                         f"inputs), not {meta['resolution']}²")
 
     procs, device = start_processes(args.device)
     try:
@@ -132,7 +157,14 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
         history = state["history"]["rows"].tolist()
         val_history = state["val_history"]["rows"].tolist()
 
-    train_set = SketchMaps(args.data, entries["train"], meta, config["in_views"], args.seed)
+    refine = config.get("design") == "refine"
+
+    def split(chosen: list[dict], views: int | None) -> torch.utils.data.Dataset:
+        if refine:
+            return HullMaps(args.data, chosen, args.seed, views)
+        return SketchMaps(args.data, chosen, meta, config["in_views"], args.seed)
+
+    train_set = split(entries["train"], args.views_per_shape)
     sampler = ResumableSampler(train_set, procs.rank, procs.world, args.seed, args.batch)
     loader = DataLoader(train_set, batch_size=args.batch, sampler=sampler, num_workers=args.workers,
                         pin_memory=device.type == "cuda")
@@ -142,9 +174,9 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
     log = val_loader = preview_batch = None
     if procs.main:
         log_dir = args.log_dir or args.out.with_name(f"{args.out.stem}_logs")
-        log = TrainingLog(log_dir, history, val_history, config["in_views"])
+        log = TrainingLog(log_dir, history, val_history, config.get("in_views", 3))
         val_entries = (entries["val"] or entries["train"])[: args.val_limit]
-        val_set = SketchMaps(args.data, val_entries, meta, config["in_views"], args.seed)
+        val_set = split(val_entries, None)
         keys = [(i, 0) for i in range(len(val_set))]
         val_loader = DataLoader(val_set, batch_size=args.batch, sampler=keys, num_workers=0)
         preview_batch = to_device(next(iter(DataLoader(val_set, batch_size=2, sampler=keys[:2]))), device)
@@ -157,7 +189,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
         if procs.main:
             val = trainer.validate(val_loader)
             log.log_val([float(step)] + val)
-            log.preview(step, preview_batch, trainer.predict(preview_batch["input"]))
+            log.preview(step, preview_batch, trainer.predict(preview_batch))
             log.plot()
             ckpt.save_checkpoint(args.out, {
                 "format": ckpt.FORMAT, "kind": "training", **trainer.state_dict(),

@@ -1,8 +1,11 @@
-"""One training step of the multi-view network: the network, the optional discriminator,
-their optimisers, mixed precision and DDP wrapping, validation and the state to checkpoint.
+"""One training step of either design (``RefineNet`` or the paper's ``MultiViewNet``): the
+network, the optional discriminator, their optimisers, mixed precision and DDP wrapping,
+validation and the state to checkpoint.
 
 Losses follow Lun et al.: L1 depth and L2 normals on the foreground, mask cross-entropy,
-and an optional conditional adversarial term weighted by ``adversarial`` (the paper uses 0.01).
+and (multi-view design only) an optional conditional adversarial term weighted by
+``adversarial`` (the paper uses 0.01). Adam uses the standard betas, or the GAN ones
+(0.5, 0.999) when the adversarial term is on.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from model_server.learning.loader import to_device
-from model_server.learning.networks import (PatchDiscriminator, build_model, gan_loss, map_losses, predicted_maps,
-                                           target_maps)
+from model_server.learning.networks import (PatchDiscriminator, build_model, gan_loss, losses, predicted_maps,
+                                           run_model, target_maps)
 from model_server.learning.processes import Processes
 
 
@@ -28,8 +31,9 @@ class Trainer:
         self.config, self.device, self.adversarial = config, device, adversarial
         self.net = build_model(config).to(device)
         self.disc = PatchDiscriminator(config).to(device) if adversarial > 0 else None
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.disc_opt = (torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
+        betas = (0.5, 0.999) if adversarial > 0 else (0.9, 0.999)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr, betas=betas)
+        self.disc_opt = (torch.optim.Adam(self.disc.parameters(), lr=lr, betas=betas)
                          if self.disc is not None else None)
         # The *_ddp wrappers average gradients over processes; the bare modules serve the rest.
         self.net_ddp = self._distribute(self.net, procs)
@@ -48,8 +52,8 @@ class Trainer:
         """One optimisation step; returns (loss, depth, normal, mask, adv_g, adv_d) of this process."""
         x = batch["input"]
         with self.autocast():
-            pred = self.net_ddp(x)
-        terms = map_losses(pred, batch)
+            pred = run_model(self.net_ddp, batch)
+        terms = losses(self.net, pred, batch)
         loss = terms["depth"] + terms["normal"] + terms["mask"]
         adv_g = adv_d = torch.zeros((), device=x.device)
         if self.disc is not None:
@@ -74,9 +78,9 @@ class Trainer:
         return torch.stack([loss, terms["depth"], terms["normal"], terms["mask"], adv_g, adv_d]).detach().float()
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with self.autocast():
-            return self.net(x)
+            return run_model(self.net, batch)
 
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> list[float]:
@@ -84,7 +88,7 @@ class Trainer:
         sums, count = torch.zeros(4, dtype=torch.float64), 0
         for batch in loader:
             batch = to_device(batch, self.device)
-            terms = map_losses(self.predict(batch["input"]), batch)
+            terms = losses(self.net, self.predict(batch), batch)
             parts = torch.stack([terms["depth"], terms["normal"], terms["mask"]]).double().cpu()
             sums += len(batch["input"]) * torch.cat([parts.sum()[None], parts])
             count += len(batch["input"])

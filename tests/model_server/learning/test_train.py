@@ -16,7 +16,9 @@ import torch
 from model_server.learning import checkpoint as ckpt
 from model_server.learning import train
 
-TOY = ["--batch", "4", "--width", "8", "--workers", "0", "--device", "cpu"]
+# The paper's design trains on any dataset resolution, so these tests use 32²; the refine
+# design needs the 256² datasets that hold hull inputs (tests/model_server/reconstruct/test_learned.py).
+TOY = ["--design", "multiview", "--batch", "4", "--width", "8", "--workers", "0", "--device", "cpu"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -88,6 +90,10 @@ def test_bad_arguments_are_user_errors(data: Path, tmp_path: Path) -> None:
         run_train("--data", data, "--out", tmp_path / "x.pt", "--steps", 0, *TOY)
     with pytest.raises(ValueError, match="does not exist"):
         run_train("--data", data, "--out", tmp_path / "x.pt", "--resume", tmp_path / "nope.pt", *TOY)
+    with pytest.raises(ValueError, match="256"):
+        run_train("--data", data, "--out", tmp_path / "r.pt", *TOY, "--design", "refine")
+    with pytest.raises(ValueError, match="views-per-shape"):
+        run_train("--data", data, "--out", tmp_path / "r.pt", *TOY, "--views-per-shape", "15")
     run_train("--data", data, "--out", tmp_path / "x.pt", "--steps", 1, *TOY)
     ckpt.export_weights(tmp_path / "x.pt", tmp_path / "ship.pt")
     with pytest.raises(ValueError, match="inference"):

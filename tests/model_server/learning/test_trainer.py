@@ -61,9 +61,14 @@ def test_state_round_trip_restores_weights_and_optimisers_and_takes_the_new_lr()
     assert all(v.device.type == "cpu" for v in state["model"].values())
     other = trainer(adversarial=0.01, lr=1.0)
     other.load_state_dict(state, lr=5e-4)
-    x = toy_batch(1)["input"]
+    x = toy_batch(1)
     for name, value in t.predict(x).items():
         assert torch.equal(other.predict(x)[name], value)
     assert all(torch.equal(p, q) for p, q in zip(t.disc.parameters(), other.disc.parameters()))
     assert [g["lr"] for opt in (other.opt, other.disc_opt) for g in opt.param_groups] == [5e-4, 5e-4]
     assert other.opt.state_dict()["state"].keys() == t.opt.state_dict()["state"].keys()
+
+
+def test_adam_uses_standard_betas_unless_the_adversarial_term_is_on() -> None:
+    assert trainer().opt.param_groups[0]["betas"] == (0.9, 0.999)
+    assert trainer(adversarial=0.01).opt.param_groups[0]["betas"] == (0.5, 0.999)
