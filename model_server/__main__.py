@@ -20,15 +20,15 @@ from sketch2mesh_addon.protocol import ProtocolError
 from model_server.device import DEVICES, resolve_device
 from model_server.errors import Refused
 
-WEIGHTS_HELP = ("checkpoint or exported weights for the learned backend (the learned backend itself is not "
-                "shipped yet: it is coming, and until then it is refused with a pointer to --backend hull)")
+WEIGHTS_HELP = ("checkpoint (from `train`) or exported weights (from `export-weights`) for the learned backend "
+                "(default: the weights shipped with the server)")
 
 # Commands whose arguments and code live in their own modules, imported only when used,
 # so that `serve` starts without importing the training stack.
 PLUGGED = {
     "dataset": ("model_server.learning.data.generate", "add_arguments", "run", "generate a training dataset (procedural shapes and/or your meshes)"),
     "dataset-preview": ("model_server.learning.data.previews", "add_preview_arguments", "run_preview", "draw a contact sheet of a dataset"),
-    "train": ("model_server.learning.train", "add_arguments", "run", "train the multi-view network (torchrun for several processes)"),
+    "train": ("model_server.learning.train", "add_arguments", "run", "train the learned backend's network (torchrun for several processes)"),
     "evaluate": ("model_server.evaluation.evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
     "export-weights": ("model_server.learning.checkpoint", "add_export_arguments", "run_export",
                        "write the compact fp16 inference weights of a training checkpoint"),

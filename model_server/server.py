@@ -301,7 +301,7 @@ def read_sketch(arrays: dict) -> dict:
 def read_reconstruct_params(params: dict) -> dict:
     """The keyword arguments of :func:`pipeline.reconstruct_strokes`, validated."""
     return {
-        "backend": protocol.check_choice(params, "backend", protocol.BACKENDS, "hull"),
+        "backend": protocol.check_choice(params, "backend", protocol.BACKENDS, "learned"),
         "detail": protocol.check_choice(params, "detail", protocol.DETAILS, "medium"),
         "refine": protocol.check_int(params, "refine", 0, protocol.MAX_FIT_ITERATIONS, 0),
     }

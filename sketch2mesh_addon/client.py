@@ -197,7 +197,7 @@ def shutdown(host: str, port: int, token: str) -> None:
 
 
 def reconstruct(host: str, port: int, token: str, strokes: dict[str, list[np.ndarray]], *,
-                backend: str = "hull", detail: str = "medium", refine: int = 0,
+                backend: str = "learned", detail: str = "medium", refine: int = 0,
                 on_progress: Progress | None = None, cancel: threading.Event | None = None) -> ReconstructResult:
     """Send a sketch (view -> list of (N, 2|3) world view-plane strokes); return the mesh."""
     arrays: dict[str, np.ndarray] = {}

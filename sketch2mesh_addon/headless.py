@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "JSON file {view: [[[u, v], ...], ...]} (examples/*/strokes.json)")
     parser.add_argument("--sketch", help="name of the Grease Pencil object to reconstruct")
     protocol = source_protocol()
-    parser.add_argument("--backend", choices=protocol.BACKENDS, default="hull")
+    parser.add_argument("--backend", choices=protocol.BACKENDS, default="learned")
     parser.add_argument("--detail", choices=protocol.DETAILS, default="medium")
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="Fit to strokes iterations (0 skips)")
     parser.add_argument("--server-python", help="Python of the server environment")

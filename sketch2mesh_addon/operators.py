@@ -20,8 +20,8 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from . import client, job_flow, jobs, mesh_import, preferences, protocol, server_process, strokes
 
 BACKENDS = (
-    ("HULL", "Hull", "Geometric visual-hull backend: no network, always available"),
-    ("LEARNED", "Learned", "The multi-view network (needs shipped weights)"),
+    ("LEARNED", "Learned", "The trained network refines the visual hull: rounder cross-sections, cavities and holes"),
+    ("HULL", "Hull", "Geometric visual-hull backend: no network; boxy cross-sections, cavities filled"),
 )
 DETAILS = (
     ("LOW", "Low", "Coarse and fast"),
@@ -241,7 +241,7 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_title = "Reconstruct"
 
-    backend: EnumProperty(name="Backend", items=BACKENDS, default="HULL")
+    backend: EnumProperty(name="Backend", items=BACKENDS, default="LEARNED")
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
     refine_iterations: IntProperty(name="Refine Iterations", description="Fit to strokes iterations after "
                                    "reconstruction (0 skips)", default=0, min=0, max=10_000)

@@ -14,7 +14,7 @@ from .operators import BACKENDS, DETAILS
 class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
     """The panel's choices, saved with the scene."""
 
-    backend: EnumProperty(name="Backend", items=BACKENDS, default="HULL")
+    backend: EnumProperty(name="Backend", items=BACKENDS, default="LEARNED")
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
     fit_iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
     fit_sketch: PointerProperty(name="Sketch", type=bpy.types.Object, poll=lambda self, obj: strokes.is_sketch(obj),

@@ -1,6 +1,6 @@
 """Evaluation harness: reconstruct shapes from their sketches and measure them against the truth.
 
-``python -m model_server evaluate --data DIR | --meshes FOLDER --backend hull|learned --report R.json``
+``python -m model_server evaluate --data DIR | --meshes FOLDER [--backend learned|hull] [--weights W] --report R.json``
 
 Every shape is reconstructed from its front and side sketches through the same pipeline
 as the server (``pipeline.reconstruct_images``), in the canonical frame, and compared with
@@ -31,7 +31,7 @@ from model_server.geometry.mesh import closed_and_oriented
 from model_server.geometry.views import INPUT_VIEWS
 from model_server.learning.data import meshes
 from model_server.reconstruct import pipeline
-from model_server.reconstruct.backends import BACKENDS
+from model_server.reconstruct.backends import BACKENDS, DEFAULT_BACKEND
 from model_server.reconstruct.fusion import DETAILS
 
 SKETCH_VIEWS = ("front", "side")          # the views every shape is reconstructed from
@@ -57,7 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data", type=Path, help="dataset folder (from `python -m model_server dataset`)")
     source.add_argument("--meshes", type=Path,
                         help="folder of meshes (OBJ, PLY, OFF, STL, GLB, glTF) to sketch and rebuild")
-    parser.add_argument("--backend", choices=BACKENDS, required=True)
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                        help="(default %(default)s)")
+    parser.add_argument("--weights", type=Path, help="the learned backend's checkpoint (default: the shipped weights)")
+    parser.add_argument("--families", help="comma-separated dataset families to evaluate (default: all)")
     parser.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="dataset split to evaluate (default %(default)s)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N shapes")
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> None:
 
     device = resolve_device(args.device)
     if args.data:
-        cases = dataset_cases(args.data, args.split, args.style)
+        families = {f.strip() for f in args.families.split(",") if f.strip()} if args.families else None
+        cases = dataset_cases(args.data, args.split, args.style, families)
     else:
         cases = mesh_cases(args.meshes, args.up, args.style)
     cases = cases[:args.limit]
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> None:
     with tqdm(total=len(cases), unit="shape", desc="evaluate", leave=False) as bar:
         for index, (shape_id, load) in enumerate(cases):
             rng = np.random.default_rng([args.seed, index])
-            rows.append(evaluate_case(shape_id, load, args.backend, args.detail, device, rng, args.refine))
+            rows.append(evaluate_case(shape_id, load, args.backend, args.detail, device, rng, args.refine,
+                                      args.weights))
             bar.update()
     report = {"config": _config(args, device), "count": len(rows),
               "failed": sum(not row["ok"] for row in rows), "means": means(rows), "shapes": rows}
@@ -117,9 +122,10 @@ class Case:
 Loader = Callable[[np.random.Generator], Case]   # the generator draws any random sketch noise
 
 
-def dataset_cases(folder: Path, split: str, style: str) -> list[tuple[str, Loader]]:
-    """The dataset's shapes of ``split`` with the sketches of ``style``; nothing is read
-    until a loader is called."""
+def dataset_cases(folder: Path, split: str, style: str,
+                  families: set[str] | None = None) -> list[tuple[str, Loader]]:
+    """The dataset's shapes of ``split`` (and of ``families``, when given) with the sketches
+    of ``style``; nothing is read until a loader is called."""
     from model_server.learning.data.format import load_shape, read_index, read_meta
 
     meta = read_meta(folder)
@@ -137,6 +143,7 @@ def dataset_cases(folder: Path, split: str, style: str) -> list[tuple[str, Loade
         return load
 
     entries = read_index(folder, None if split == "all" else split)
+    entries = [entry for entry in entries if families is None or entry["family"] in families]
     return [(str(entry["id"]), loader(entry)) for entry in entries]
 
 
@@ -162,7 +169,7 @@ def mesh_cases(folder: Path, up: str, style: str) -> list[tuple[str, Loader]]:
 # --- One shape ------------------------------------------------------------------------------
 
 def evaluate_case(shape_id: str, load: Loader, backend: str, detail: str, device: str,
-                  rng: np.random.Generator, refine: int = 0) -> dict:
+                  rng: np.random.Generator, refine: int = 0, weights: Path | None = None) -> dict:
     """Load, reconstruct and score one shape: a report row. Any failure becomes a row with
     ``ok: false`` and the error, except errors that every shape would hit, which propagate.
 
@@ -172,7 +179,8 @@ def evaluate_case(shape_id: str, load: Loader, backend: str, detail: str, device
         case = load(rng)
         row.update(source=case.source, family=case.family)
         started = time.perf_counter()
-        result = pipeline.reconstruct_images(case.inks, backend=backend, detail=detail, device=device)
+        result = pipeline.reconstruct_images(case.inks, backend=backend, detail=detail, device=device,
+                                             weights=weights)
         if refine:
             row["before_refine"] = score(result.vertices, result.faces, case, np.random.default_rng(rng.integers(2**32)))
             result = pipeline.refine_result(result, refine, device=device)
@@ -252,7 +260,7 @@ def _config(args: argparse.Namespace, device: str) -> dict:
         "split": args.split if args.data else None,
         "style": args.style,
         "up": args.up if args.meshes else None,
-        "backend": args.backend, "detail": args.detail, "refine": args.refine, "device": device,
+        "backend": args.backend, "weights": str(args.weights) if args.weights else None, "detail": args.detail, "refine": args.refine, "device": device,
         "limit": args.limit, "seed": args.seed, "sketch_views": list(SKETCH_VIEWS),
         "surface_samples": metrics.SURFACE_SAMPLES,
         "f_score_thresholds": metrics.F_SCORE_THRESHOLDS,

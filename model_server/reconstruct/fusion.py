@@ -96,10 +96,16 @@ def oriented_points(maps: Maps, views: tuple[View, ...] = VIEWS,
     return np.concatenate(points), np.concatenate(normals), np.concatenate(source)
 
 
-def consistent(points: np.ndarray, source: np.ndarray, maps: Maps, views: tuple[View, ...] = VIEWS) -> np.ndarray:
-    """Bool (N,): points no other view contradicts by its mask or its depth."""
+def consistent(points: np.ndarray, source: np.ndarray, maps: Maps, views: tuple[View, ...] = VIEWS,
+               depth_tolerance_px: float = DEPTH_TOLERANCE_PX, votes: int = 1) -> np.ndarray:
+    """Bool (N,): points fewer than ``votes`` other views contradict, by their mask or their
+    depth (more than ``depth_tolerance_px`` in front of the surface they see).
+
+    Exact maps (the hull's) prune on one contradiction. Predicted maps disagree by a few
+    pixels along every outline, so one view's say would discard most of their points;
+    they need two views to agree that a point is not on the object."""
     res = maps.resolution
-    keep = np.ones(len(points), bool)
+    against = np.zeros(len(points), np.int32)
     size = 2 * MASK_TOLERANCE_PX + 1
     for j, view in enumerate(views):
         fg = maps.foreground()[j]
@@ -111,9 +117,9 @@ def consistent(points: np.ndarray, source: np.ndarray, maps: Maps, views: tuple[
         inside = (r >= 0) & (r < res) & (c >= 0) & (c < res)
         r, c = np.clip(r, 0, res - 1), np.clip(c, 0, res - 1)
         seen = inside & mask[r, c]
-        in_front = depth < nearest[r, c] - DEPTH_TOLERANCE_PX * view.pixel_size(res)
-        keep[others[~seen | in_front]] = False
-    return keep
+        in_front = depth < nearest[r, c] - depth_tolerance_px * view.pixel_size(res)
+        against[others[~seen | in_front]] += 1
+    return against < votes
 
 
 def thin_parts(points: np.ndarray, maps: Maps, width: float, views: tuple[View, ...] = VIEWS) -> np.ndarray:
@@ -289,8 +295,13 @@ def _components(mesh: o3d.geometry.TriangleMesh) -> tuple[np.ndarray, np.ndarray
 
 
 def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = None,
-         steps: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+         steps: list[str] | None = None, depth_tolerance_px: float = DEPTH_TOLERANCE_PX,
+         prune_votes: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Maps of the 14 views -> (vertices (V, 3) float32, faces (F, 3) int32), watertight and outward.
+
+    ``depth_tolerance_px`` and ``prune_votes`` say how much the pruning trusts the views
+    (see :func:`consistent`): exact maps (the hull's) take the defaults, predicted ones
+    a wider tolerance and two contradicting views.
 
     Adds 'fuse' (points, pruning, cleaning) and 'poisson' seconds to ``timings``, and to
     ``steps`` the way that gave a closed surface (see ATTEMPTS). Raises NotClosed when
@@ -299,7 +310,7 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     timings = {} if timings is None else timings
     start = time.perf_counter()
     points, normals, source = oriented_points(maps, spacing=settings.voxel_size / THIN_REFINEMENT)
-    keep = consistent(points, source, maps)
+    keep = consistent(points, source, maps, depth_tolerance_px=depth_tolerance_px, votes=prune_votes)
     if keep.sum() < MIN_POINTS:
         raise Refused(BAD_INPUT, "The views do not agree on any shape; check that front and side show the same object.")
     points, normals = points[keep], normals[keep]

@@ -35,15 +35,25 @@ def _closed(obj) -> bool:
         mesh.free()
 
 
+# The learned backend (the default) at every detail; the hull at the default detail.
+CASES = [(name, detail, "LEARNED") for name in NAMES for detail in ("LOW", "MEDIUM", "HIGH")] + \
+    [(name, "MEDIUM", "HULL") for name in NAMES]
+
+
+def test_the_learned_backend_is_the_default(scene):
+    assert bpy.ops.sketch2mesh.reconstruct.get_rna_type().properties["backend"].default == "LEARNED"
+    assert bpy.context.scene.sketch2mesh.backend == "LEARNED"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("detail", ["LOW", "MEDIUM", "HIGH"])
-@pytest.mark.parametrize("name", NAMES)
-def test_example_sketch_reconstructs_where_it_is_drawn(served_scene, draw_sketch, name, detail):
+@pytest.mark.parametrize("name,detail,backend", CASES)
+def test_example_sketch_reconstructs_where_it_is_drawn(served_scene, draw_sketch, name, detail, backend):
     lines = headless.read_strokes_json(EXAMPLES / name / "strokes.json")
     sketch = draw_sketch(lines)
-    assert bpy.ops.sketch2mesh.reconstruct(backend="HULL", detail=detail) == {"FINISHED"}
+    assert bpy.ops.sketch2mesh.reconstruct(backend=backend, detail=detail) == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
     assert obj.type == "MESH" and obj[mesh_import.SOURCE_PROPERTY] == sketch.name and _closed(obj)
+    assert obj["sketch2mesh_backend"] == backend.lower()
     vertices = _world_vertices(obj)
     front = np.concatenate(lines["front"])
     side = np.concatenate(lines["side"])

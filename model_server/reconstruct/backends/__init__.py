@@ -4,32 +4,36 @@ Every backend has the same small interface, :class:`Backend`, so the pipeline an
 never know which one ran. ``load(name, weights, device)`` builds one by name:
 
 - ``hull``: the visual hull of the silhouettes (:mod:`.hull`), no learning.
-- ``learned``: the trained multi-view network. It is not shipped yet (it is the next
-  piece of work); asking for it is refused with a sentence that names the hull backend.
-  This is the one place that will load its weights, so ``--weights`` comes here.
+- ``learned`` (the default): the hull's maps refined by the trained network (:mod:`.learned`,
+  with the shared inputs and outputs of :mod:`.refine_maps`). Its weights ship in the
+  package; ``--weights`` names another checkpoint that ``train`` wrote.
 
-Backends are imported only when loaded: the hull pulls in open3d, the network torch.
+Backends are imported only when loaded: the hull pulls in open3d, the network torch. A
+loaded learned backend is kept (per weights file and device), so a warm server does not
+read its weights again for every sketch.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from model_server.errors import BAD_INPUT, BAD_REQUEST, UNAVAILABLE, Refused
+from model_server.errors import BAD_INPUT, BAD_REQUEST, Refused
 from model_server.geometry.maps import Maps
 
 BACKENDS = ("learned", "hull")
-LEARNED_UNAVAILABLE = ("The learned backend is not shipped yet (its trained weights are coming); "
-                       "choose the Hull backend (--backend hull).")
+DEFAULT_BACKEND = "learned"
 
 
 class Backend(Protocol):
     """Predicts the 14 views' depth, normal and mask maps of the sketched object."""
 
     name: str
+    depth_tolerance_px: float   # how far in front of another view's surface fusion lets a point lie
+    prune_votes: int            # how many views must contradict a point for fusion to drop it
 
     def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
         """``inks`` and ``silhouettes``: view name ('front', 'side', optionally 'top') ->
@@ -45,13 +49,23 @@ def check_name(name: str) -> None:
 
 def load(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backend:
     """The backend called ``name``; ``weights`` is the learned backend's checkpoint (the
-    shipped one when None). Raises Refused for an unknown name, a missing weights file,
-    or a backend that is not available."""
+    shipped one when None). Raises Refused for an unknown name or a missing or unreadable
+    weights file (one sentence naming the path)."""
     check_name(name)
     if name == "hull":
         from model_server.reconstruct.backends.hull import HullBackend
 
         return HullBackend()
-    if weights is not None and not Path(weights).is_file():
+    path = Path(weights).resolve() if weights is not None else None
+    if path is not None and not path.is_file():
         raise Refused(BAD_INPUT, f"The weights file {weights} does not exist.")
-    raise Refused(UNAVAILABLE, LEARNED_UNAVAILABLE)
+    stamp = path.stat().st_mtime_ns if path is not None else 0
+    return _learned(path, stamp, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _learned(path: Path | None, stamp: int, device: str) -> Backend:
+    """The learned backend for a weights file (as it was at ``stamp``) and device, kept loaded."""
+    from model_server.reconstruct.backends.learned import LearnedBackend
+
+    return LearnedBackend(path, device)

@@ -17,7 +17,9 @@ TIMING_KEYS = {"rasterize", "predict", "fuse", "poisson", "refine", "total"}
 
 @pytest.fixture(scope="module")
 def results(sketches):
-    return {name: pipeline.reconstruct_strokes(sketch) for name, sketch in sketches.items()}
+    """The hull backend's results: their volumes have closed forms (the learned backend's
+    are checked against ground truth in test_learned.py and benchmarks/bench_learned.py)."""
+    return {name: pipeline.reconstruct_strokes(sketch, backend="hull") for name, sketch in sketches.items()}
 
 
 # The shapes the conftest sketches draw, written out independently of the pipeline: each

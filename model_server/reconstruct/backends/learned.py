@@ -1,0 +1,63 @@
+"""Backend 'learned': the visual hull's maps, refined by the trained network (``RefineNet``).
+
+The hull (:mod:`.hull`) is computed exactly as the hull backend does; the network looks at
+it and the sketch's ink (:func:`.refine_maps.network_inputs`) and says how much deeper the
+surface lies, which hull pixels do not show the object, and how the normals turn;
+:func:`.refine_maps.refined_maps` applies that conservatively. The weights are the ones
+shipped in this package (``weights/refine.pt``, fp16) unless ``--weights`` names another
+checkpoint that ``train`` wrote. Inference is deterministic: eval mode, no dropout, and the
+same threads every call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model_server.errors import BAD_INPUT, Refused
+from model_server.geometry.maps import Maps
+from model_server.reconstruct.backends.hull import hull_maps
+from model_server.reconstruct.backends.refine_maps import NET_RESOLUTION, network_inputs, refined_maps
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "refine.pt"
+FUSION_DEPTH_TOLERANCE_PX = 6.0   # predicted views disagree by a few pixels; fusion must not prune them as exact
+FUSION_PRUNE_VOTES = 3            # ... so a point goes only when three views say it is not on the object
+
+
+class LearnedBackend:
+    """The ``learned`` backend: hull maps refined by a trained :class:`RefineNet`."""
+
+    name = "learned"
+    depth_tolerance_px = FUSION_DEPTH_TOLERANCE_PX
+    prune_votes = FUSION_PRUNE_VOTES
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        import torch
+
+        from model_server.learning.checkpoint import load_model
+
+        path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
+        if not path.is_file():
+            raise Refused(BAD_INPUT, f"The weights file {path} does not exist.")
+        try:
+            self.model = load_model(path, device)
+        except (ValueError, RuntimeError, KeyError, TypeError):
+            raise Refused(BAD_INPUT, f"The weights file {path} is not a checkpoint that `train` or `export-weights` "
+                                     "wrote; give another --weights or leave it out for the shipped weights.") from None
+        if self.model.config.get("design") != "refine":
+            raise Refused(BAD_INPUT, f"The weights file {path} holds a {self.model.config.get('design', 'multiview')} "
+                                     "network; the learned backend runs the refine design (train --design refine).")
+        self.torch, self.device = torch, torch.device(device)
+
+    def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
+        """The hull of ``silhouettes`` at ``res``, refined by the network from it and ``inks``."""
+        if res % NET_RESOLUTION:
+            raise ValueError(f"the learned backend needs a map resolution that is a multiple of {NET_RESOLUTION}")
+        hull = hull_maps(silhouettes, res)
+        x = network_inputs(hull, inks)
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(x)[None].to(self.device))
+        answer = {k: out[k][0].float().cpu().numpy() for k in ("offset", "mask_logit", "normal_correction")}
+        return refined_maps(hull, answer["offset"], 1.0 / (1.0 + np.exp(-answer["mask_logit"])),
+                            answer["normal_correction"])
