@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 
 def half_edges(faces: np.ndarray) -> np.ndarray:
@@ -120,3 +121,61 @@ def closed_and_oriented(faces: np.ndarray) -> bool:
         return False
     backward = directed[:, 1] * base + directed[:, 0]
     return bool(np.isin(backward, forward).all())
+
+
+def split_touching_sheets(vertices: np.ndarray, faces: np.ndarray,
+                          gap: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Where two sheets of a surface touch, along an edge four faces share or at a vertex
+    two fans share, give each sheet its own copy of the shared vertices, moved ``gap``
+    inward along its own faces' normal, so the surface is a closed 2-manifold again.
+
+    Marching cubes leaves such contacts where two parts of a surface come within a cell of
+    each other (thin walls, noisy predicted points). Across an edge with two faces each
+    way, a face is joined to the opposite-running face whose normal is closest to its own:
+    the two faces of one sheet. Returns new vertices and faces; a mesh without contacts
+    comes back unchanged."""
+    f = np.asarray(faces, np.int64)
+    v = np.asarray(vertices, np.float64)
+    half = half_edges(f)
+    base = len(v)
+    forward = half[:, 0] * base + half[:, 1]
+    backward = half[:, 1] * base + half[:, 0]
+    order = np.argsort(forward, kind="stable")
+    sorted_keys = forward[order]
+    first = np.searchsorted(sorted_keys, backward)
+    count = np.searchsorted(sorted_keys, backward, side="right") - first
+    normals = face_normals(v, f)
+    twin = np.full(len(half), -1, np.int64)
+    single = np.flatnonzero(count == 1)
+    twin[single] = order[first[single]]
+    for h in np.flatnonzero(count > 1):           # a handful: the contacts, matched greedily
+        if twin[h] >= 0:
+            continue
+        ours = np.flatnonzero(forward == forward[h])
+        theirs = order[first[h]:first[h] + count[h]]
+        score = normals[ours // 3] @ normals[theirs // 3].T
+        for flat in np.argsort(-score, axis=None):
+            i, j = divmod(int(flat), len(theirs))
+            if twin[ours[i]] < 0 and twin[theirs[j]] < 0:
+                twin[ours[i]], twin[theirs[j]] = theirs[j], ours[i]
+    # Wedges (face corners) meeting across a twin pair are the same vertex of one sheet.
+    h = np.flatnonzero(twin >= 0)
+    t = twin[h]
+    a_here, b_here = h, 3 * (h // 3) + (h % 3 + 1) % 3          # corners of h's start and end
+    a_there, b_there = 3 * (t // 3) + (t % 3 + 1) % 3, t        # t runs b -> a
+    graph = sparse.coo_matrix((np.ones(2 * len(h)), (np.concatenate([a_here, b_here]),
+                                                     np.concatenate([a_there, b_there]))), shape=(3 * len(f),) * 2)
+    count_vertices, wedge_vertex = connected_components(graph, directed=False)
+    if count_vertices == len(np.unique(f)):
+        return vertices, faces
+    original = np.zeros(wedge_vertex.max() + 1, np.int64)
+    original[wedge_vertex] = f.ravel()
+    copies = np.bincount(original, minlength=len(v))
+    new_vertices = v[original].copy()
+    shared = copies[original] > 1
+    if shared.any():
+        fan_normal = np.zeros((len(original), 3))
+        np.add.at(fan_normal, wedge_vertex, np.repeat(normals, 3, axis=0))
+        length = np.linalg.norm(fan_normal, axis=1, keepdims=True)
+        new_vertices[shared] -= gap * (fan_normal / np.maximum(length, 1e-12))[shared]
+    return new_vertices, wedge_vertex.reshape(-1, 3)

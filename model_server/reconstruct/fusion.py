@@ -36,7 +36,7 @@ from scipy import ndimage
 from model_server.errors import BAD_INPUT, Refused
 from model_server.geometry.maps import Maps
 from model_server.geometry.mesh import (adjacency, closed_and_oriented, half_edges, neighbour_mean, signed_volume,
-                                         unique_edges)
+                                         split_touching_sheets, unique_edges)
 from model_server.geometry.views import VIEWS, View, normals_to_world, project, unproject
 from model_server.sketch.silhouette import disk
 
@@ -191,6 +191,9 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
     them matters where Poisson pinched a thin part off: the base under a lamp's stem is
     a component of its own and must not be dropped. The components of one Poisson
     surface do not cross, so the union of closed ones is still watertight.
+    Where two sheets touch (an edge of four faces, a vertex of two fans: marching cubes
+    leaves these where parts of the surface come within a cell of each other), each sheet
+    gets its own copy of the shared vertices (:func:`split_touching_sheets`).
     Should decimation ever break the manifold, the undecimated mesh is used instead;
     slivers are then smoothed (``relax``: one Laplacian step, for marching-cubes output) and
     untangled (see :func:`untangle`)."""
@@ -205,6 +208,10 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
         keep = np.array([k == main or (keep[k] and closed_and_oriented(faces[labels == k])) for k in range(len(sizes))])
         mesh.remove_triangles_by_mask(~keep[labels])
         mesh.remove_unreferenced_vertices()
+    if not (mesh.is_edge_manifold(allow_boundary_edges=False) and mesh.is_vertex_manifold()):
+        vertices, faces = split_touching_sheets(np.asarray(mesh.vertices), np.asarray(mesh.triangles))
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                         o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
     for candidate in (_decimated(mesh, max_faces), mesh):
         _tidy(candidate)
         if candidate.is_edge_manifold(allow_boundary_edges=False) and candidate.is_vertex_manifold() \

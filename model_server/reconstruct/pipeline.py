@@ -3,7 +3,8 @@ the evaluation call only this.
 
 Stages (each timed): rasterize (strokes or PNG ink -> filled silhouettes), predict (the
 backend's 14-view maps), fuse (oriented points, pruning, cleaning), poisson (surface),
-refine (Fit to strokes, when asked for). ``progress(message, fraction)`` is called
+refine (Fit to strokes, when asked for, or when a predicted surface's outline has drifted
+from the sketch: see ``SILHOUETTE_KEEP``). ``progress(message, fraction)`` is called
 between stages (and every few fitting iterations) and may raise to cancel the job.
 
 ``fit_strokes`` is Fit to strokes on its own: any mesh, in world space, against a sketch.
@@ -35,7 +36,7 @@ from model_server.reconstruct import backends
 from model_server.sketch.png import resample_ink
 from model_server.sketch.align import align_side_to_front
 from model_server.sketch.rasterize import rasterize_strokes
-from model_server.sketch.silhouette import read_silhouette
+from model_server.sketch.silhouette import iou, read_silhouette
 
 Progress = Callable[[str, float], None]
 FitProgress = Callable[[str, float, "np.ndarray | None"], None]
@@ -44,6 +45,9 @@ MAIN_VIEWS = ("front", "side")   # at least one of these is drawn; both give the
 ONE_VIEW_NOTE = ("Only the {drawn} view is drawn, so the shape is inflated from its outline; "
                  "draw the {missing} view too for a truer shape.")
 HULL_FALLBACK = "the visual hull's own surface (no Poisson surface came out closed)"
+SILHOUETTE_KEEP = 0.97   # a predicted surface whose outline in a drawn view matches the sketch less than this...
+SNAP_ITERATIONS = 30     # ... is pulled back onto the strokes by this many iterations of Fit to strokes
+SNAPPED = "pulled back onto the drawn outlines (Fit to strokes, {iterations} iterations)"
 
 
 @dataclass
@@ -257,7 +261,7 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
         report("Inflating the outline", 0.15)
         backend = "inflate"
         maps = inflated_maps(main[0], sketch.silhouettes[main[0]], RESOLUTION)
-        tolerance, votes = fusion.DEPTH_TOLERANCE_PX, 1
+        tolerance, votes, predicted = fusion.DEPTH_TOLERANCE_PX, 1, False
         missing = next(view for view in MAIN_VIEWS if view != main[0])
         sketch.notes.append(ONE_VIEW_NOTE.format(drawn=main[0], missing=missing))
     else:
@@ -266,6 +270,7 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
         backend = predictor.name
         maps = predictor.predict(sketch.images, sketch.silhouettes, RESOLUTION)
         tolerance, votes = predictor.depth_tolerance_px, predictor.prune_votes
+        predicted = predictor.predicted
     timings["predict"] = time.perf_counter() - t0
 
     report("Fusing the views into a surface", 0.45)
@@ -280,12 +285,25 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
     timings["refine"] = 0.0
     result = Result(vertices, faces, timings, backend, device, sketch.silhouettes, None, sketch.notes, steps[-1],
                     sketch.thin)
+    if not refine and predicted and outline_match(vertices, faces, sketch.silhouettes) < SILHOUETTE_KEEP:
+        result = refine_result(result, SNAP_ITERATIONS, sketch.strokes, device,
+                               lambda message, fraction: report("Matching the drawn outlines", 0.8 + 0.2 * fraction))
+        result.fusion = f"{result.fusion}, {SNAPPED.format(iterations=SNAP_ITERATIONS)}"
     if refine:
         result = refine_result(result, refine, sketch.strokes, device,
                                lambda message, fraction: report(message, 0.8 + 0.2 * fraction))
     result.timings["total"] = time.perf_counter() - started
     report("Done", 1.0)
     return result
+
+
+def outline_match(vertices: np.ndarray, faces: np.ndarray, silhouettes: dict[str, np.ndarray]) -> float:
+    """The lowest IoU, over the drawn views, between the mesh's silhouette and the sketch's
+    (both in the canonical frame, at the silhouettes' resolution)."""
+    from model_server.geometry.raycast import render_silhouette
+
+    return min(iou(render_silhouette(vertices, faces, INPUT_VIEWS[view], mask.shape[0]), mask)
+               for view, mask in silhouettes.items())
 
 
 def _hull_surface(silhouettes: dict[str, np.ndarray], detail: str, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ class Backend(Protocol):
     name: str
     depth_tolerance_px: float   # how far in front of another view's surface fusion lets a point lie
     prune_votes: int            # how many views must contradict a point for fusion to drop it
+    predicted: bool             # True when its outlines may drift from the drawn ones (the pipeline then checks)
 
     def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
         """``inks`` and ``silhouettes``: view name ('front', 'side', optionally 'top') ->

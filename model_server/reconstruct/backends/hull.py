@@ -163,6 +163,7 @@ class HullBackend:
     name = "hull"
     depth_tolerance_px = 2.0      # the hull's maps are exact: pruning may trust them,
     prune_votes = 1               # and one contradicting view is enough
+    predicted = False
 
     def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
         """Maps of the visual hull of ``silhouettes``; the inks add nothing a hull can use."""

@@ -31,6 +31,7 @@ class LearnedBackend:
     name = "learned"
     depth_tolerance_px = FUSION_DEPTH_TOLERANCE_PX
     prune_votes = FUSION_PRUNE_VOTES
+    predicted = True              # its outlines may drift from the sketch: the pipeline checks them
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         import torch
