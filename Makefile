@@ -11,7 +11,7 @@ BLENDER_EXT = $(firstword $(wildcard .venv-bpy50/lib/python3.11/site-packages/bp
 DEMO ?= spot
 PYTEST_FLAGS ?= -q -ra
 
-.PHONY: .libusb setup demo test test-server test-addon test-bpy45 extension bench clean
+.PHONY: .libusb setup demo test test-server test-addon test-bpy45 extension bench weights clean
 
 setup: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
 
@@ -41,8 +41,8 @@ setup: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
 demo: setup
 	mkdir -p out
 	$(SERVER_PY) -m model_server reconstruct --front examples/$(DEMO)/front.png --side examples/$(DEMO)/side.png \
-	  --backend hull --out out/$(DEMO)_from_png.ply --report out/$(DEMO)_from_png.json
-	$(BPY50_PY) sketch2mesh_addon/headless.py -- --strokes examples/$(DEMO)/strokes.json --backend hull \
+	  --backend learned --out out/$(DEMO)_from_png.ply --report out/$(DEMO)_from_png.json
+	$(BPY50_PY) sketch2mesh_addon/headless.py -- --strokes examples/$(DEMO)/strokes.json --backend learned \
 	  --server-python $(CURDIR)/$(SERVER_PY) --out out/$(DEMO).blend --out out/$(DEMO).glb --render out/$(DEMO).png
 	@echo "Demo written: out/$(DEMO).blend, out/$(DEMO).glb, out/$(DEMO).png (and out/$(DEMO)_from_png.ply from the PNG sketches)"
 
@@ -73,6 +73,21 @@ bench: setup
 	$(SERVER_PY) benchmarks/bench_cli.py
 	$(SERVER_PY) benchmarks/bench_fitting.py
 	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY50_PY) benchmarks/bench_end_to_end.py
+
+# The shipped weights' recipe (README, "Training the learned backend"): about 2 hours on 2 CPU cores.
+# Data and runs live outside the repository, so a fresh checkout does not wipe them; every step
+# resumes where it stopped, so run it again after an interruption.
+WORK ?= $(HOME)/.cache/sketch2mesh
+HOLD_OUT ?= mug,car
+STEPS ?= 2200
+FINAL_STEPS ?= 2600
+TRAIN = $(SERVER_PY) -m model_server train --data $(WORK)/data --out $(WORK)/runs/refine.pt --hold-out $(HOLD_OUT) \
+	--batch 4 --views-per-shape 7 --workers 1 --checkpoint-every 200
+weights: .venv/.ready
+	$(SERVER_PY) -m model_server dataset --out $(WORK)/data --count 1620 --seed 0
+	$(TRAIN) --lr 1e-3 --steps $(STEPS) $(if $(wildcard $(WORK)/runs/refine.pt),--resume $(WORK)/runs/refine.pt)
+	$(TRAIN) --lr 2e-4 --steps $(FINAL_STEPS) --resume $(WORK)/runs/refine.pt
+	$(SERVER_PY) -m model_server export-weights $(WORK)/runs/refine.pt --out model_server/weights/refine.pt
 
 clean:
 	rm -rf out build dist

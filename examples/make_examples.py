@@ -33,6 +33,10 @@ import open3d as o3d
 from PIL import Image, ImageDraw
 
 EVAL_MESHES = ("spot", "teapot", "stanford-bunny")
+# Procedural examples, name -> (family, seed): a shape of a kind the learned backend was
+# trained on, but not one of its training shapes, whose ground truth any checkout can
+# make again (tests/model_server/reconstruct/test_learned.py scores against it).
+PROCEDURAL = {"dog": ("quadruped", 2026)}
 LARGEST_EXTENT = 1.7
 RENDER_RES = 1024          # ray-cast resolution used to find the lines
 IMAGE_RES = 512            # size of the written PNGs
@@ -352,6 +356,17 @@ def draw_png(strokes: list[np.ndarray], path: Path) -> None:
     image.resize((IMAGE_RES, IMAGE_RES), Image.Resampling.BOX).save(path, optimize=True)
 
 
+def make_procedural(family: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A procedural shape of the model server's training families (the repository's root
+    must be importable: run this file from there)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from model_server.learning.data.shapes import make_shape
+
+    return make_shape(family, np.random.default_rng(seed))
+
+
 def write_example(name: str, vertices: np.ndarray, faces: np.ndarray, out: Path) -> None:
     """Render the three views of a normalised mesh and write its PNGs and strokes.json."""
     folder = out / name
@@ -367,7 +382,7 @@ def write_example(name: str, vertices: np.ndarray, faces: np.ndarray, out: Path)
 
 
 def main() -> None:
-    """Regenerate every example from the evaluation meshes and the procedural mug."""
+    """Regenerate every example from the evaluation meshes, the procedural mug and PROCEDURAL."""
     here = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meshes", type=Path, default=Path("/work/shared/eval-meshes"),
@@ -379,6 +394,9 @@ def main() -> None:
         write_example(name, normalise(vertices), faces, args.out)
     vertices, faces = make_mug()
     write_example("mug", normalise(vertices), faces, args.out)
+    for name, (family, seed) in PROCEDURAL.items():
+        vertices, faces = make_procedural(family, seed)
+        write_example(name, normalise(vertices), faces, args.out)
 
 
 if __name__ == "__main__":

@@ -113,11 +113,17 @@ def test_bad_png_exits_with_one_line_and_no_output(tmp_path, kind):
     assert not out.exists()
 
 
-def test_learned_backend_without_weights_says_what_to_do(tmp_path):
+def test_the_learned_backend_is_the_default_and_a_missing_weights_file_is_named(tmp_path):
     good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
-    out = tmp_path / "mesh.ply"
-    proc = reconstruct("--front", str(good), "--side", str(good), "--out", str(out))
-    assert proc.returncode != 0 and "hull" in proc.stderr.lower() and not out.exists()
+    out, report = tmp_path / "mesh.ply", tmp_path / "r.json"
+    proc = reconstruct("--front", str(good), "--side", str(good), "--detail", "low", "--out", str(out),
+                       "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text())["backend"] == "learned"
+    missing = tmp_path / "none.pt"
+    proc = reconstruct("--front", str(good), "--side", str(good), "--weights", str(missing), "--out",
+                       str(tmp_path / "m2.ply"))
+    assert proc.returncode != 0 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_unknown_output_format_is_refused(tmp_path):

@@ -1119,7 +1119,8 @@ def _assembly(rng: np.random.Generator) -> Scene:
     """Random part assemblies, a general prior rather than a category: 2-7 rounded
     primitives (ellipsoids, capsules, rounded boxes, tori, cones, cylinders) joined with
     smooth or sharp unions, some mirrored left-right, with cuts that make cavities,
-    notches and through-holes."""
+    notches and through-holes. Parts are placed around the first one and may float
+    apart from it, as the pieces of some sketched objects do."""
     s = Scene()
     size = rng.uniform(0.3, 0.55)
     body = rng.normal(0, 0.05, 3)

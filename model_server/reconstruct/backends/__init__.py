@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from model_server.errors import BAD_INPUT, BAD_REQUEST, Refused
+from model_server.errors import BAD_REQUEST, UNAVAILABLE, Refused
 from model_server.geometry.maps import Maps
 
 BACKENDS = ("learned", "hull")
@@ -59,7 +59,7 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu") -> B
         return HullBackend()
     path = Path(weights).resolve() if weights is not None else None
     if path is not None and not path.is_file():
-        raise Refused(BAD_INPUT, f"The weights file {weights} does not exist.")
+        raise Refused(UNAVAILABLE, f"The weights file {weights} does not exist.")
     stamp = path.stat().st_mtime_ns if path is not None else 0
     return _learned(path, stamp, device)
 

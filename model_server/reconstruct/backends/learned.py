@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_server.errors import BAD_INPUT, Refused
+from model_server.errors import UNAVAILABLE, Refused
 from model_server.geometry.maps import Maps
 from model_server.reconstruct.backends.hull import hull_maps
 from model_server.reconstruct.backends.refine_maps import NET_RESOLUTION, network_inputs, refined_maps
@@ -40,14 +40,14 @@ class LearnedBackend:
 
         path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
         if not path.is_file():
-            raise Refused(BAD_INPUT, f"The weights file {path} does not exist.")
+            raise Refused(UNAVAILABLE, f"The weights file {path} does not exist.")
         try:
             self.model = load_model(path, device)
         except (ValueError, RuntimeError, KeyError, TypeError):
-            raise Refused(BAD_INPUT, f"The weights file {path} is not a checkpoint that `train` or `export-weights` "
+            raise Refused(UNAVAILABLE, f"The weights file {path} is not a checkpoint that `train` or `export-weights` "
                                      "wrote; give another --weights or leave it out for the shipped weights.") from None
         if self.model.config.get("design") != "refine":
-            raise Refused(BAD_INPUT, f"The weights file {path} holds a {self.model.config.get('design', 'multiview')} "
+            raise Refused(UNAVAILABLE, f"The weights file {path} holds a {self.model.config.get('design', 'multiview')} "
                                      "network; the learned backend runs the refine design (train --design refine).")
         self.torch, self.device = torch, torch.device(device)
 

@@ -153,10 +153,11 @@ def test_refine_out_of_range_is_a_user_error(tiny_dataset, tmp_path):
                      "--report", str(tmp_path / "r.json"))
 
 
-def test_learned_backend_without_weights_stops_the_run(tiny_dataset, tmp_path):
+def test_learned_backend_with_missing_weights_stops_the_run(tiny_dataset, tmp_path):
+    missing = tmp_path / "none.pt"
     with pytest.raises(Refused) as error:
-        evaluate_cli("--data", str(tiny_dataset), "--backend", "learned", "--report", str(tmp_path / "r.json"))
-    assert error.value.code == "unavailable" and "Hull" in error.value.message
+        evaluate_cli("--data", str(tiny_dataset), "--weights", str(missing), "--report", str(tmp_path / "r.json"))
+    assert error.value.code == "unavailable" and str(missing) in error.value.message
     assert not (tmp_path / "r.json").exists()
 
 

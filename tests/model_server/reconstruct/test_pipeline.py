@@ -132,10 +132,10 @@ def test_progress_is_reported_in_order_and_can_cancel(sketches):
         pipeline.reconstruct_strokes(sketches["sphere"], progress=cancel)
 
 
-def test_learned_backend_is_unavailable(sketches):
-    with pytest.raises(Refused) as err:
-        pipeline.reconstruct_strokes(sketches["sphere"], backend="learned")
-    assert err.value.code == "unavailable" and "--backend hull" in err.value.message
+def test_the_learned_backend_is_the_default(sketches):
+    result = pipeline.reconstruct_strokes(sketches["sphere"], detail="low")
+    assert result.backend == "learned"
+    assert closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
 
 
 def _bad_sketches(sketches, circle):
