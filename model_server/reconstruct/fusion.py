@@ -217,8 +217,11 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
         if candidate.is_edge_manifold(allow_boundary_edges=False) and candidate.is_vertex_manifold() \
                 and candidate.is_orientable():
             candidate.orient_triangles()
-            faces = np.asarray(candidate.triangles).astype(np.int64)
+            faces = _without_pockets(np.asarray(candidate.triangles).astype(np.int64))
             vertices = np.asarray(candidate.vertices)
+            used, faces = np.unique(faces, return_inverse=True)
+            faces = faces.reshape(-1, 3)
+            vertices = vertices[used]
             vertices = untangle(laplacian_step(vertices, faces) if relax else vertices, faces)
             if signed_volume(vertices, faces) < 0:
                 faces = faces[:, ::-1]
@@ -282,6 +285,18 @@ def untangle(vertices: np.ndarray, faces: np.ndarray, rounds: int = UNTANGLE_ROU
         for _ in range(3):
             v[region] += 0.5 * (neighbour_mean(v, pairs)[region] - v[region])
     return v
+
+
+def _without_pockets(faces: np.ndarray) -> np.ndarray:
+    """Faces without back-to-back pairs on the same three vertices: two-face 'pockets' that
+    enclose nothing. They pass as closed, but a mesh consumer that drops duplicate faces
+    (Blender's validate) is left with an open surface."""
+    key = np.sort(faces, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    twice = counts[inverse.ravel()] > 1
+    if not twice.any() or not closed_and_oriented(faces[~twice]):
+        return faces
+    return faces[~twice]
 
 
 def _decimated(mesh: o3d.geometry.TriangleMesh, max_faces: int) -> o3d.geometry.TriangleMesh:
