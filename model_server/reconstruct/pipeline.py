@@ -48,6 +48,10 @@ HULL_FALLBACK = "the visual hull's own surface (no Poisson surface came out clos
 SILHOUETTE_KEEP = 0.97   # a predicted surface whose outline in a drawn view matches the sketch less than this...
 SNAP_ITERATIONS = 30     # ... is pulled back onto the strokes by this many iterations of Fit to strokes
 SNAPPED = "pulled back onto the drawn outlines (Fit to strokes, {iterations} iterations)"
+TRUST_IOU = 0.90         # a predicted surface still further than this from a drawn outline, or
+TRUST_THIN = 0.90        # covering less than this share of the thin parts drawn, gives way to the hull
+HULL_INSTEAD = ("the visual hull's maps: the network's surface missed the drawn outline (IoU {iou:.2f}) "
+                "or its thin parts ({thin:.0%} covered)")
 
 
 @dataclass
@@ -285,10 +289,28 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
     timings["refine"] = 0.0
     result = Result(vertices, faces, timings, backend, device, sketch.silhouettes, None, sketch.notes, steps[-1],
                     sketch.thin)
-    if not refine and predicted and outline_match(vertices, faces, sketch.silhouettes) < SILHOUETTE_KEEP:
-        result = refine_result(result, SNAP_ITERATIONS, sketch.strokes, device,
-                               lambda message, fraction: report("Matching the drawn outlines", 0.8 + 0.2 * fraction))
-        result.fusion = f"{result.fusion}, {SNAPPED.format(iterations=SNAP_ITERATIONS)}"
+    if not refine and predicted and outline_match(vertices, faces, sketch.silhouettes)[0] < SILHOUETTE_KEEP:
+        snapped = refine_result(result, SNAP_ITERATIONS, sketch.strokes, device,
+                                lambda message, fraction: report("Matching the drawn outlines", 0.8 + 0.2 * fraction))
+        # The fit moves vertices freely: folds it leaves are relaxed away as fusion does its
+        # own, and a surface that still crosses itself is not worth its better outline.
+        snapped.vertices = fusion.untangle(snapped.vertices, snapped.faces).astype(np.float32)
+        if len(fusion.crossing_triangles(snapped.vertices, snapped.faces)) == 0:
+            snapped.fusion = f"{snapped.fusion}, {SNAPPED.format(iterations=SNAP_ITERATIONS)}"
+            result = snapped
+        else:
+            result.timings = snapped.timings
+    if predicted:
+        match, thin_cover = outline_match(result.vertices, result.faces, sketch.silhouettes, sketch.thin)
+        if match < TRUST_IOU or thin_cover < TRUST_THIN:
+            hull_steps: list[str] = []
+            maps = backends.load("hull").predict(sketch.images, sketch.silhouettes, RESOLUTION)
+            try:
+                vertices, faces = fusion.fuse(maps, detail, timings, hull_steps)
+            except fusion.NotClosed:
+                vertices, faces = _hull_surface(sketch.silhouettes, detail, timings)
+            result = Result(vertices, faces, result.timings, "hull", device, sketch.silhouettes, None, sketch.notes,
+                            HULL_INSTEAD.format(iou=match, thin=thin_cover), sketch.thin)
     if refine:
         result = refine_result(result, refine, sketch.strokes, device,
                                lambda message, fraction: report(message, 0.8 + 0.2 * fraction))
@@ -297,13 +319,23 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
     return result
 
 
-def outline_match(vertices: np.ndarray, faces: np.ndarray, silhouettes: dict[str, np.ndarray]) -> float:
-    """The lowest IoU, over the drawn views, between the mesh's silhouette and the sketch's
-    (both in the canonical frame, at the silhouettes' resolution)."""
+def outline_match(vertices: np.ndarray, faces: np.ndarray, silhouettes: dict[str, np.ndarray],
+                  thin: dict[str, np.ndarray] | None = None) -> tuple[float, float]:
+    """How well the mesh shows the sketch, in the canonical frame at the silhouettes'
+    resolution: the lowest silhouette IoU over the drawn views, and the lowest share of a
+    view's thin parts that its silhouette (grown by a pixel) covers (1 without thin parts)."""
+    from scipy import ndimage
+
     from model_server.geometry.raycast import render_silhouette
 
-    return min(iou(render_silhouette(vertices, faces, INPUT_VIEWS[view], mask.shape[0]), mask)
-               for view, mask in silhouettes.items())
+    ious, covered = [], [1.0]
+    for view, mask in silhouettes.items():
+        drawn = render_silhouette(vertices, faces, INPUT_VIEWS[view], mask.shape[0])
+        ious.append(iou(drawn, mask))
+        part = (thin or {}).get(view)
+        if part is not None and part.any():
+            covered.append(float((ndimage.binary_dilation(drawn) & part).sum() / part.sum()))
+    return min(ious), min(covered)
 
 
 def _hull_surface(silhouettes: dict[str, np.ndarray], detail: str, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
