@@ -7,59 +7,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
+from server_harness import REPO, Server, ellipsoid_mesh, ring, sketch_arrays
 
 from sketch2mesh_addon import protocol
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Server:
-    """A ``python -m model_server serve`` process on a free port, with its token."""
-
-    def __init__(self, tmp: Path):
-        self.token_file = tmp / "server.token"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "model_server", "serve", "--port", "0", "--device", "cpu",
-             "--token-file", str(self.token_file)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert "ready on" in line, line + self.proc.stderr.read()
-        self.port = int(line.split("ready on ")[1].split()[0].rsplit(":", 1)[1])
-        self.token = protocol.read_token(self.token_file)
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=60)
-
-    def call(self, op: str, params: dict | None = None, arrays: dict | None = None, token: str | None = None,
-             request_id: str | None = None) -> tuple[list[dict], protocol.Message]:
-        """Send one request; return the progress headers and the final message."""
-        with self.connect() as sock:
-            header = protocol.make_request(op, self.token if token is None else token, request_id or uuid.uuid4().hex, params)
-            protocol.send_message(sock, header, arrays)
-            progress = []
-            while True:
-                msg = protocol.recv_message(sock)
-                if msg.header["kind"] != "progress":
-                    return progress, msg
-                progress.append(msg.header)
-
-    def alive(self) -> bool:
-        return self.call("ping")[1].header["kind"] == "result"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -67,18 +20,6 @@ def server(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("server"))
     yield s
     s.close()
-
-
-def ring(cx: float, cy: float, rx: float, ry: float, n: int = 120) -> np.ndarray:
-    t = np.linspace(0, 2 * np.pi, n)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
-
-
-def sketch_arrays(front=None, side=None) -> dict:
-    """An ellipsoid-like sketch in world units, off the origin, as the add-on sends it."""
-    front = [ring(2.0, 1.0, 0.6, 0.9)] if front is None else front
-    side = [ring(-1.0, 1.0, 0.4, 0.9)] if side is None else side
-    return protocol.pack_strokes("front", front) | protocol.pack_strokes("side", side)
 
 
 def test_ping_answers_and_token_file_is_private(server):
@@ -156,17 +97,6 @@ def test_bad_parameters_are_refused(server, params, code):
     _, msg = server.call("reconstruct", params, sketch_arrays())
     assert msg.header["error"]["code"] == code, msg.header
     assert server.alive()
-
-
-def ellipsoid_mesh(scale: float = 0.8, subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """The sketch_arrays ellipsoid (semi-axes 0.6, 0.4, 0.9 around (2, -1, 1)), shrunk by ``scale``."""
-    import open3d as o3d
-
-    mesh = o3d.geometry.TriangleMesh.create_icosahedron(1.0).subdivide_loop(subdivisions)
-    unit = np.asarray(mesh.vertices)
-    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    vertices = unit * np.array([0.6, 0.4, 0.9]) * scale + np.array([2.0, -1.0, 1.0])
-    return vertices.astype(np.float32), np.asarray(mesh.triangles, np.int32)
 
 
 def test_fit_streams_live_vertices_and_returns_the_fitted_mesh(server):
