@@ -36,6 +36,7 @@ import torch
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from model_server import interrupt
 from model_server.fit.diffrender import DEFAULT_SIGMA, k_nearest, mesh_edges, render_silhouette
 from model_server.fit.large_steps import SmoothingSystem, UniformAdam, solve
 from model_server.geometry.mesh import edge_faces as edge_faces_of
@@ -228,6 +229,9 @@ class _Problem:
             u.grad = None
             total.backward()
             optimiser.step()
+            if interrupt.requested():
+                cancelled = True
+                break
             if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
                 try:
                     progress(f"Fitting: iteration {step + 1}/{iterations}, loss {best_loss:.4f}",

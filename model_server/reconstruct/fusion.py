@@ -33,11 +33,13 @@ import numpy as np
 import open3d as o3d
 from scipy import ndimage
 
+from model_server import interrupt
 from model_server.errors import BAD_INPUT, Refused
 from model_server.geometry.maps import Maps
 from model_server.geometry.mesh import (adjacency, closed_and_oriented, half_edges, neighbour_mean, signed_volume,
                                          split_touching_sheets, unique_edges)
 from model_server.geometry.views import VIEWS, View, normals_to_world, project, unproject
+from model_server.reconstruct import poisson_solver
 from model_server.sketch.silhouette import disk
 
 
@@ -175,10 +177,11 @@ def downsample(points: np.ndarray, normals: np.ndarray, voxel_size: float,
 
 
 def poisson(cloud: o3d.geometry.PointCloud, depth: int) -> tuple[o3d.geometry.TriangleMesh, np.ndarray]:
-    """Screened Poisson surface of an oriented cloud and each vertex's sample density."""
-    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        mesh, density = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=depth, scale=1.1)
-    return mesh, np.asarray(density)
+    """Screened Poisson surface of an oriented cloud and each vertex's sample density
+    (solved where :mod:`poisson_solver` says: in the server, a cancellable helper process)."""
+    vertices, triangles, density = poisson_solver.solve(np.asarray(cloud.points), np.asarray(cloud.normals), depth)
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
+    return mesh, density
 
 
 def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_faces: int,
@@ -213,6 +216,7 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
     for candidate in (_decimated(mesh, max_faces), mesh):
+        interrupt.checkpoint()
         _tidy(candidate)
         if candidate.is_edge_manifold(allow_boundary_edges=False) and candidate.is_vertex_manifold() \
                 and candidate.is_orientable():
@@ -275,6 +279,7 @@ def untangle(vertices: np.ndarray, faces: np.ndarray, rounds: int = UNTANGLE_ROU
     f = np.asarray(faces, np.int64)
     pairs = adjacency(f)
     for _ in range(rounds):
+        interrupt.checkpoint()
         bad = crossing_triangles(v, f)
         if len(bad) == 0:
             break
@@ -341,6 +346,7 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     timings["fuse"] = timings.get("fuse", 0.0) + time.perf_counter() - start
     clouds: dict[float, o3d.geometry.PointCloud] = {}   # one per voxel grid shift; the octree attempts share it
     for what, shift, deeper in ATTEMPTS:
+        interrupt.checkpoint()
         start = time.perf_counter()
         if shift not in clouds:
             clouds[shift] = downsample(points, normals, settings.voxel_size, thin,
@@ -349,6 +355,7 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
         depth = settings.poisson_depth + deeper
         after_points = time.perf_counter()
         mesh, density = poisson(cloud, depth)
+        interrupt.checkpoint()
         after_poisson = time.perf_counter()
         if len(mesh.triangles) == 0:
             raise Refused(BAD_INPUT, "No surface could be fitted to the sketch; draw closed outlines in front and side.")

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from model_server import interrupt
 from model_server.errors import BAD_INPUT, BAD_REQUEST, Refused
 from model_server.fit.limits import check_iterations
 from model_server.geometry.normalize import fit_normalization
@@ -277,6 +278,7 @@ def _reconstruct(images: dict[str, np.ndarray], load_backend: Callable[[], backe
         predicted = predictor.predicted
     timings["predict"] = time.perf_counter() - t0
 
+    interrupt.checkpoint()
     report("Fusing the views into a surface", 0.45)
     steps: list[str] = []
     try:

@@ -1,6 +1,6 @@
 """The server's import rules (ARCHITECTURE.md), checked on the source with ``ast``.
 
-Layers, lowest first: the leaves (errors, device, files), geometry, sketch, fit,
+Layers, lowest first: the leaves (errors, device, files, interrupt), geometry, sketch, fit,
 reconstruct, learning, evaluation, and the service edge (server, __main__). A module may
 import its own layer and the layers below it, never above; the leaves import nothing of
 the server. Only the service edge imports the wire protocol (``sketch2mesh_addon``).
@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "model_server.errors": 0,
     "model_server.device": 0,
     "model_server.files": 0,
+    "model_server.interrupt": 0,
     "model_server.geometry": 1,
     "model_server.sketch": 2,
     "model_server.fit": 3,
@@ -28,6 +29,8 @@ LAYERS: dict[str, int] = {
     "model_server.learning": 5,
     "model_server.evaluation": 6,
     "model_server.server": 7,
+    "model_server.server_log": 7,
+    "model_server.server_limits": 7,
     "model_server.__main__": 7,
 }
 EDGE = 7

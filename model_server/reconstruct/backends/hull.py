@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from model_server import interrupt
 from model_server.errors import BAD_INPUT, Refused
 from model_server.geometry.maps import Maps
 from model_server.geometry.raycast import assemble_maps, cast
@@ -144,6 +145,7 @@ def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
     [-1, 1] canvases. Each ray hit gets one Newton step along its ray onto f = 0."""
     field = HullField(silhouettes)
     vertices, faces = hull_mesh(field, grid_resolution)
+    interrupt.checkpoint()
     ray_step_limit = 2.0 / (grid_resolution - 1)
     hits = cast(vertices, faces, VIEWS, res)
     hit = hits["hit"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model_server import interrupt
 from model_server.errors import UNAVAILABLE, Refused
 from model_server.geometry.maps import Maps
 from model_server.reconstruct.backends.hull import hull_maps
@@ -56,9 +57,12 @@ class LearnedBackend:
         if res % NET_RESOLUTION:
             raise ValueError(f"the learned backend needs a map resolution that is a multiple of {NET_RESOLUTION}")
         hull = hull_maps(silhouettes, res)
+        interrupt.checkpoint()
         x = network_inputs(hull, inks)
+        interrupt.checkpoint()
         with self.torch.inference_mode():
             out = self.model(self.torch.from_numpy(x)[None].to(self.device))
         answer = {k: out[k][0].float().cpu().numpy() for k in ("offset", "mask_logit", "normal_correction")}
+        interrupt.checkpoint()
         return refined_maps(hull, answer["offset"], 1.0 / (1.0 + np.exp(-answer["mask_logit"])),
                             answer["normal_correction"])
