@@ -19,6 +19,7 @@ from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server.device import DEVICES, resolve_device
 from model_server.errors import Refused
+from model_server.server_limits import Limits
 
 WEIGHTS_HELP = ("checkpoint (from `train`) or exported weights (from `export-weights`) for the learned backend "
                 "(default: the weights shipped with the server)")
@@ -45,8 +46,19 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     serve.add_argument("--device", choices=DEVICES, default="auto")
     serve.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     serve.add_argument("--token-file", type=Path, help="where to write the access token (default: per-user runtime folder)")
-    serve.add_argument("--max-frame-mb", type=int, default=protocol.DEFAULT_MAX_FRAME // 2**20,
-                       help="largest request accepted, in MiB (default %(default)s)")
+    serve.add_argument("--log-file", type=Path, help="write the log here, rotated at 1 MiB (default: stderr)")
+    serve.add_argument("--parent-pid", type=int, help="stop when this process (the Blender that started the server) exits")
+    caps = serve.add_argument_group("caps", "what one request, or all clients together, may take (README, Security)")
+    caps.add_argument("--max-frame-mb", type=int, default=protocol.DEFAULT_MAX_FRAME // 2**20,
+                      help="largest request accepted, in MiB (default %(default)s)")
+    caps.add_argument("--max-strokes", type=int, default=protocol.MAX_STROKES,
+                      help="most strokes in one sketch (default %(default)s)")
+    caps.add_argument("--max-fit-faces", type=int, default=protocol.MAX_FIT_FACES,
+                      help="most triangles in one Fit to strokes (default %(default)s)")
+    caps.add_argument("--max-connections", type=int, default=Limits.max_connections,
+                      help="most authenticated connections at once (default %(default)s)")
+    caps.add_argument("--max-queued-jobs", type=int, default=Limits.max_queued_jobs,
+                      help="most jobs waiting behind the running one; more are answered busy (default %(default)s)")
 
     rec = sub.add_parser("reconstruct", help="reconstruct a mesh from PNG sketches",
                          description="Reconstruct a mesh from PNG sketches. Give --front, --side or both: one of "
@@ -74,8 +86,15 @@ def run_serve(args: argparse.Namespace) -> None:
 
     if args.weights is not None and not args.weights.is_file():
         raise ValueError(f"weights file {args.weights} does not exist")
-    serve(args.host, args.port, resolve_device(args.device), args.token_file, args.max_frame_mb * 2**20,
-          weights=args.weights)
+    for name in ("max_frame_mb", "max_strokes", "max_fit_faces", "max_connections", "max_queued_jobs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    max_frame = args.max_frame_mb * 2**20
+    limits = Limits(max_frame=max_frame, max_strokes=args.max_strokes, max_fit_faces=args.max_fit_faces,
+                    max_connections=args.max_connections, max_queued_jobs=args.max_queued_jobs,
+                    max_bytes_in_flight=max(Limits.max_bytes_in_flight, max_frame))
+    serve(args.host, args.port, resolve_device(args.device), args.token_file, limits, weights=args.weights,
+          log_file=args.log_file, parent_pid=args.parent_pid)
 
 def run_reconstruct(args: argparse.Namespace) -> None:
     from model_server.geometry import mesh_io

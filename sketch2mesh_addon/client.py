@@ -21,7 +21,7 @@ from . import protocol
 
 CONNECT_TIMEOUT_S = 3.0
 FRAME_TIMEOUT_S = 60.0
-IDLE_TIMEOUT_S = 900.0
+IDLE_TIMEOUT_S = 10.0    # the server speaks at least every second while it works: this much silence means it hangs
 POLL_S = 0.1
 CANCEL_GRACE_S = 5.0
 
@@ -103,6 +103,7 @@ def request(host: str, port: int, token: str, op: str, params: dict | None = Non
         try:
             protocol.send_message(sock, protocol.make_request(op, token, request_id, params), arrays)
         except OSError:
+            _raise_early_reply(sock, host, port)
             raise ServerError("disconnected", f"The Sketch2Mesh server at {host}:{port} closed the connection "
                                               "while the request was being sent.") from None
         return _await_result(sock, host, port, token, request_id, on_progress, cancel, idle_timeout,
@@ -124,14 +125,17 @@ def _await_result(sock: socket.socket, host: str, port: int, token: str, request
         if cancel_sent_at is not None and now - cancel_sent_at > CANCEL_GRACE_S:
             raise Cancelled("cancelled", "Cancelled.")
         if now - last_heard > idle_timeout:
-            raise ServerError("timeout", f"The Sketch2Mesh server at {host}:{port} sent nothing for "
-                                         f"{idle_timeout:.0f} s; stop and start it from the Sketch2Mesh panel.")
+            raise ServerError("timeout", f"The Sketch2Mesh server at {host}:{port} stopped answering (nothing for "
+                                         f"{idle_timeout:.0f} s; it may hang); stop and start it from the Sketch2Mesh panel.")
         readable, _, _ = select.select([sock], [], [], POLL_S)
         if not readable:
             continue
         last_heard = time.monotonic()
         try:
-            reply = protocol.recv_message(sock)
+            reply = protocol.recv_message(sock, deadline=last_heard + FRAME_TIMEOUT_S)
+        except socket.timeout:
+            raise ServerError("timeout", f"The Sketch2Mesh server at {host}:{port} stopped in the middle of a reply; "
+                                         "stop and start it from the Sketch2Mesh panel.") from None
         except (ConnectionError, OSError):
             if cancel_sent_at is not None:
                 raise Cancelled("cancelled", "Cancelled.") from None
@@ -156,6 +160,16 @@ def _await_result(sock: socket.socket, host: str, port: int, token: str, request
         raise ServerError("bad_reply", f"The Sketch2Mesh server sent an unknown reply kind {kind!r}.")
 
 
+def _raise_early_reply(sock: socket.socket, host: str, port: int) -> None:
+    """The server stopped reading our request: if it said why (busy, bad token, too large), raise that."""
+    try:
+        reply = protocol.recv_message(sock, deadline=time.monotonic() + CONNECT_TIMEOUT_S)
+    except (protocol.ProtocolError, ConnectionError, OSError):
+        return
+    if reply.header.get("kind") == "error":
+        raise _error_from_reply(reply.header.get("error"), host, port)
+
+
 def _fraction(value: object) -> float:
     try:
         return min(1.0, max(0.0, float(value)))
@@ -171,7 +185,7 @@ def _error_from_reply(error: object, host: str, port: int) -> ServerError:
         return ServerError(code, bad_token_message(host, port))
     if code == "cancelled":
         return Cancelled(code, "Cancelled.")
-    if code in ("bad_input", "unavailable", "busy"):
+    if code in ("bad_input", "unavailable", "busy", "out_of_memory"):
         return ServerError(code, message)
     if code == "bad_version":
         return ServerError(code, f"The add-on and the Sketch2Mesh server speak different protocol versions: {message}")

@@ -14,8 +14,9 @@ Arrays travel raw, never base64: each entry of ``header["arrays"]`` is
 ``{"name": str, "dtype": "<f4", "shape": [..]}`` and the payload holds their bytes in
 that order.
 
-Requests carry ``v`` (the protocol version), ``id`` (a request id), ``op`` and
-``token``. Replies carry ``v``, ``id`` and ``kind``: ``progress`` (``message`` and
+Requests carry ``v`` (the protocol version, the integer 1), ``id`` (a request id of
+printable ASCII), ``op`` and ``token``. A reader checks the token on the header before
+it reads the payload (:func:`read_header`, :func:`read_payload`). Replies carry ``v``, ``id`` and ``kind``: ``progress`` (``message`` and
 ``fraction``, any number of them), then exactly one ``result`` or ``error``
 (``error = {"code": .., "message": ..}``).
 """
@@ -27,8 +28,11 @@ import math
 import os
 import secrets
 import socket
+import stat
 import struct
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +55,9 @@ DTYPES = ("<f4", "<f8", "<i4", "<i8", "<u1", "<u4")
 VIEW_NAMES = ("front", "side", "top")
 MAIN_VIEWS = ("front", "side")  # at least one of these is drawn; both give the true shape, one alone an inflated guess
 MAX_POINTS = 100_000
+MAX_STROKES = 20_000
 MAX_MESH_VERTICES = 500_000
+MAX_FIT_FACES = 200_000
 MAX_FIT_ITERATIONS = 10_000
 BACKENDS = ("learned", "hull")
 DETAILS = ("low", "medium", "high")
@@ -104,38 +110,65 @@ def parse_prefix(prefix: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> tuple[int
     return hlen, plen
 
 
-def decode(head: bytes, payload: bytes) -> Message:
-    """Parse a header and payload (after :func:`parse_prefix`) into a :class:`Message`."""
+def parse_header(head: bytes | bytearray) -> dict:
+    """A frame's JSON header, which must be an object; any other text is a ProtocolError."""
     try:
-        header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
+        header = json.loads(bytes(head).decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise ProtocolError("bad_header", "header is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError("bad_header", f"header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad_header", "header must be a JSON object")
+    return header
+
+
+def array_layout(header: dict, max_bytes: int = DEFAULT_MAX_FRAME) -> list[tuple[str, str, tuple[int, ...], int]]:
+    """The arrays a header lists, checked: (name, dtype, shape, byte offset) each. Their
+    bytes, back to back, are the payload; the total is :func:`payload_size`."""
     specs = header.get("arrays", [])
     if not isinstance(specs, list):
         raise ProtocolError("bad_header", "'arrays' must be a list")
-    arrays: dict[str, np.ndarray] = {}
-    offset = 0
+    layout, names, offset = [], set(), 0
     for spec in specs:
-        name, dtype, shape = _check_array_spec(spec)
-        if name in arrays:
+        name, dtype, shape = _check_array_spec(spec, max_bytes)
+        if name in names:
             raise ProtocolError("bad_header", f"array {name!r} is listed twice")
-        nbytes = int(np.dtype(dtype).itemsize) * math.prod(shape)
-        if offset + nbytes > len(payload):
-            raise ProtocolError("bad_header", f"array {name!r} runs past the payload")
-        arrays[name] = np.frombuffer(payload, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape)
-        offset += nbytes
-    if offset != len(payload):
+        names.add(name)
+        layout.append((name, dtype, tuple(shape), offset))
+        offset += int(np.dtype(dtype).itemsize) * math.prod(shape)
+    return layout
+
+
+def payload_size(layout: list[tuple[str, str, tuple[int, ...], int]]) -> int:
+    """The payload bytes that an :func:`array_layout` takes."""
+    if not layout:
+        return 0
+    name, dtype, shape, offset = layout[-1]
+    return offset + int(np.dtype(dtype).itemsize) * math.prod(shape)
+
+
+def decode_arrays(header: dict, payload: bytes | bytearray | memoryview,
+                  max_bytes: int = DEFAULT_MAX_FRAME) -> dict[str, np.ndarray]:
+    """The arrays of a frame, as read-only views into ``payload`` (nothing is copied)."""
+    layout = array_layout(header, max_bytes)
+    if payload_size(layout) != len(payload):
         raise ProtocolError("bad_header", "payload length does not match the listed arrays")
-    return Message(header, arrays)
+    return {name: np.frombuffer(payload, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape)
+            for name, dtype, shape, offset in layout}
+
+
+def decode(head: bytes, payload: bytes) -> Message:
+    """Parse a header and payload (after :func:`parse_prefix`) into a :class:`Message`."""
+    header = parse_header(head)
+    return Message(header, decode_arrays(header, payload))
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
-def _check_array_spec(spec: Any) -> tuple[str, str, list[int]]:
+def _check_array_spec(spec: Any, max_bytes: int = DEFAULT_MAX_FRAME) -> tuple[str, str, list[int]]:
     if not isinstance(spec, dict):
         raise ProtocolError("bad_header", "each array spec must be an object")
     name, dtype, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
@@ -143,30 +176,59 @@ def _check_array_spec(spec: Any) -> tuple[str, str, list[int]]:
         raise ProtocolError("bad_header", "array name must be a string of 1..64 characters")
     if dtype not in DTYPES:
         raise ProtocolError("bad_header", f"array {name!r}: dtype must be one of {', '.join(DTYPES)}")
-    if not isinstance(shape, list) or len(shape) > 4 or not all(
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4 or not all(
         isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 for n in shape
     ):
-        raise ProtocolError("bad_header", f"array {name!r}: shape must be a list of at most 4 non-negative ints")
+        raise ProtocolError("bad_header", f"array {name!r}: shape must be a list of 1 to 4 non-negative ints")
+    # Even an empty array's other dimensions must describe something that could fit in a frame.
+    if math.prod(max(n, 1) for n in shape) * np.dtype(dtype).itemsize > max_bytes:
+        raise ProtocolError("too_large", f"array {name!r} of shape {shape} is larger than a frame may be")
     return name, dtype, shape
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = sock.recv(min(left, 1 << 20))
-        if not chunk:
-            raise ConnectionError("connection closed mid-frame" if left != n or n == 0 else "connection closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+def read_into(sock: socket.socket, buffer: bytearray | memoryview, deadline: float | None = None) -> None:
+    """Fill ``buffer`` from ``sock``. With a ``deadline`` (``time.monotonic()``), the whole
+    read must end by then: a peer that trickles bytes cannot hold the reader (socket.timeout)."""
+    view, got = memoryview(buffer), 0
+    while got < len(view):
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("frame deadline passed")
+            sock.settimeout(left)
+        n = sock.recv_into(view[got:], min(len(view) - got, 1 << 20))
+        if not n:
+            raise ConnectionError("connection closed mid-frame" if got or not len(view) else "connection closed")
+        got += n
 
 
-def recv_message(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> Message:
+def read_header(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME,
+                deadline: float | None = None) -> tuple[dict, int]:
+    """Read a frame's prefix and JSON header, but not its payload: (header, payload length).
+    A server checks the token before it reads (and makes room for) the payload."""
+    prefix = bytearray(PREFIX.size)
+    read_into(sock, prefix, deadline)
+    hlen, plen = parse_prefix(bytes(prefix), max_frame)
+    head = bytearray(hlen)
+    read_into(sock, head, deadline)
+    return parse_header(head), plen
+
+
+def read_payload(sock: socket.socket, header: dict, plen: int, max_frame: int = DEFAULT_MAX_FRAME,
+                 deadline: float | None = None) -> dict[str, np.ndarray]:
+    """Read a payload of ``plen`` bytes into one buffer and return the arrays that ``header``
+    lists, as views into it. The layout is checked before a byte is read."""
+    if payload_size(array_layout(header, max_frame)) != plen:
+        raise ProtocolError("bad_header", "payload length does not match the listed arrays")
+    payload = bytearray(plen)
+    read_into(sock, payload, deadline)
+    return decode_arrays(header, payload, max_frame)
+
+
+def recv_message(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME, deadline: float | None = None) -> Message:
     """Read one frame from ``sock``. Raises ConnectionError on EOF, ProtocolError on garbage."""
-    hlen, plen = parse_prefix(_recv_exact(sock, PREFIX.size), max_frame)
-    head = _recv_exact(sock, hlen)
-    payload = _recv_exact(sock, plen) if plen else b""
-    return decode(head, payload)
+    header, plen = read_header(sock, max_frame, deadline)
+    return Message(header, read_payload(sock, header, plen, max_frame, deadline))
 
 
 def send_message(sock: socket.socket, header: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
@@ -191,11 +253,12 @@ def error_reply(request_id: str, code: str, message: str) -> dict:
 
 def check_request(header: dict) -> tuple[str, str, str, dict]:
     """Validate a request header's common fields; return (id, op, token, params)."""
-    if header.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("bad_version", f"protocol version {header.get('v')!r} is not {PROTOCOL_VERSION}; update the add-on or server")
+    version = header.get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or version != PROTOCOL_VERSION:
+        raise ProtocolError("bad_version", f"protocol version {version!r} is not {PROTOCOL_VERSION}; update the add-on or server")
     request_id, op, token, params = header.get("id"), header.get("op"), header.get("token"), header.get("params", {})
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
-        raise ProtocolError("bad_request", "'id' must be a string of 1..64 characters")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64 or not (request_id.isascii() and request_id.isprintable()):
+        raise ProtocolError("bad_request", "'id' must be 1..64 printable ASCII characters")
     if op not in OPS:
         raise ProtocolError("bad_request", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
     if not isinstance(token, str) or len(token) > 256:
@@ -205,9 +268,17 @@ def check_request(header: dict) -> tuple[str, str, str, dict]:
     return request_id, op, token, params
 
 
+def request_token(header: dict) -> str:
+    """The token a request header carries ('' when there is none a server could accept)."""
+    token = header.get("token")
+    return token if isinstance(token, str) and len(token) <= 256 and token.isascii() else ""
+
+
 def tokens_match(given: str, expected: str) -> bool:
-    """Constant-time token comparison."""
-    return secrets.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    """Constant-time token comparison; tokens are ASCII, anything else never matches."""
+    if not (isinstance(given, str) and given.isascii() and expected.isascii()):
+        return False
+    return secrets.compare_digest(given.encode("ascii"), expected.encode("ascii"))
 
 
 # --- Sketch payloads -------------------------------------------------------------
@@ -228,13 +299,17 @@ def pack_strokes(view: str, strokes: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {f"{view}.points": points, f"{view}.pressure": press, f"{view}.offsets": np.asarray(offsets, np.int32)}
 
 
-def unpack_strokes(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+def unpack_strokes(arrays: dict[str, np.ndarray], max_strokes: int = MAX_STROKES,
+                   max_points: int = MAX_POINTS) -> dict[str, list[np.ndarray]]:
     """Inverse of :func:`pack_strokes` for every view present: view -> list of (N, 3)
-    arrays of (u, v, pressure). Validates structure, not content (see :func:`check_strokes`)."""
+    arrays of (u, v, pressure). Validates structure and size, not content (see
+    :func:`check_strokes`); the sizes are checked before anything is copied."""
+    present = [view for view in VIEW_NAMES if f"{view}.points" in arrays]
+    strokes = sum(max(len(arrays.get(f"{view}.offsets", ())) - 1, 0) for view in present)
+    points = sum(len(arrays[f"{view}.points"]) for view in present)
+    _check_counts(strokes, points, max_strokes, max_points)
     out: dict[str, list[np.ndarray]] = {}
-    for view in VIEW_NAMES:
-        if f"{view}.points" not in arrays:
-            continue
+    for view in present:
         points = arrays[f"{view}.points"]
         offsets = arrays.get(f"{view}.offsets")
         pressure = arrays.get(f"{view}.pressure", np.ones(len(points), np.float32))
@@ -252,7 +327,16 @@ def unpack_strokes(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]
     return out
 
 
-def check_strokes(strokes: dict[str, list[np.ndarray]]) -> None:
+def _check_counts(strokes: int, points: int, max_strokes: int, max_points: int) -> None:
+    if strokes > max_strokes:
+        raise ProtocolError("bad_input", f"The sketch has {strokes} strokes, more than the {max_strokes} allowed; "
+                                         "join or delete strokes.")
+    if points > max_points:
+        raise ProtocolError("bad_input", f"The sketch has {points} points, more than the {max_points} allowed; simplify the strokes.")
+
+
+def check_strokes(strokes: dict[str, list[np.ndarray]], max_strokes: int = MAX_STROKES,
+                  max_points: int = MAX_POINTS) -> None:
     """Reject sketches that cannot be reconstructed, with a sentence the user can act on.
 
     ``strokes`` maps a view name to its strokes, each an (N, 2+) array. Front or side
@@ -266,9 +350,8 @@ def check_strokes(strokes: dict[str, list[np.ndarray]]) -> None:
         if drawn:
             raise ProtocolError("bad_input", f"Only the top view is drawn: {where}; the top view only adds to them.")
         raise ProtocolError("bad_input", f"The sketch is empty: {where}.")
-    total = sum(len(s) for v in drawn for s in strokes[v])
-    if total > MAX_POINTS:
-        raise ProtocolError("bad_input", f"The sketch has {total} points, more than the {MAX_POINTS} allowed; simplify the strokes.")
+    _check_counts(sum(len(strokes[v]) for v in strokes), sum(len(s) for v in strokes for s in strokes[v]),
+                  max_strokes, max_points)
     for view in drawn:
         for stroke in strokes[view]:
             s = np.asarray(stroke)
@@ -291,25 +374,33 @@ def pack_mesh(vertices: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
             "mesh.faces": np.ascontiguousarray(faces, np.int32).reshape(-1, 3)}
 
 
-def unpack_mesh(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`pack_mesh`, validated with :func:`check_mesh`."""
+def unpack_mesh(arrays: dict[str, np.ndarray], max_faces: int = MAX_FIT_FACES) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_mesh`, validated with :func:`check_mesh` (sizes before any copy)."""
     vertices, faces = arrays.get("mesh.vertices"), arrays.get("mesh.faces")
     if vertices is None or faces is None:
         raise ProtocolError("bad_input", "A fit request needs the arrays mesh.vertices and mesh.faces.")
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3 or faces.dtype.kind not in "iu":
         raise ProtocolError("bad_input", "mesh.vertices must be (V, 3) floats and mesh.faces (F, 3) integers.")
+    _check_mesh_size(len(vertices), len(faces), max_faces)
     vertices, faces = vertices.astype(np.float32), faces.astype(np.int64)
-    check_mesh(vertices, faces)
+    check_mesh(vertices, faces, max_faces)
     return vertices, faces
 
 
-def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Reject meshes that cannot be fitted, with a sentence the user can act on."""
-    if len(faces) < 4 or len(vertices) < 4:
+def _check_mesh_size(vertices: int, faces: int, max_faces: int) -> None:
+    if faces < 4 or vertices < 4:
         raise ProtocolError("bad_input", "The mesh has no volume to fit (fewer than 4 faces); pick a closed mesh.")
-    if len(vertices) > MAX_MESH_VERTICES:
-        raise ProtocolError("bad_input", f"The mesh has {len(vertices)} vertices, more than the {MAX_MESH_VERTICES} "
+    if vertices > MAX_MESH_VERTICES:
+        raise ProtocolError("bad_input", f"The mesh has {vertices} vertices, more than the {MAX_MESH_VERTICES} "
                                          "Fit to strokes handles; decimate it first.")
+    if faces > max_faces:
+        raise ProtocolError("bad_input", f"The mesh has {faces} triangles, more than the {max_faces} faces Fit to "
+                                         "strokes takes; decimate it first (Modifiers > Decimate).")
+
+
+def check_mesh(vertices: np.ndarray, faces: np.ndarray, max_faces: int = MAX_FIT_FACES) -> None:
+    """Reject meshes that cannot be fitted, with a sentence the user can act on."""
+    _check_mesh_size(len(vertices), len(faces), max_faces)
     if not np.all(np.isfinite(vertices)):
         raise ProtocolError("bad_input", "The mesh has invalid (NaN or infinite) vertex positions.")
     if faces.min() < 0 or faces.max() >= len(vertices):
@@ -358,6 +449,10 @@ def check_int(params: dict, key: str, lo: int, hi: int, default: int) -> int:
 # --- Token file --------------------------------------------------------------------
 
 
+class TokenFileError(OSError):
+    """A token file that would not be private: its folder is shared, or its path is a link."""
+
+
 def runtime_dir() -> Path:
     """Per-user folder for the server's token files (``SKETCH2MESH_RUNTIME_DIR`` overrides)."""
     if os.environ.get("SKETCH2MESH_RUNTIME_DIR"):
@@ -374,23 +469,53 @@ def token_path(port: int) -> Path:
     return runtime_dir() / f"server-{port}.token"
 
 
+def private_dir(folder: Path) -> Path:
+    """``folder``, created 0700 if missing; refused (:class:`TokenFileError`) if another
+    user owns it or others may write to it, since they could then swap the token."""
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if sys.platform == "win32":
+        return folder
+    info = folder.stat()
+    if info.st_uid != os.getuid():
+        raise TokenFileError(f"The token folder {folder} belongs to another user; choose a folder of your own.")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise TokenFileError(f"The token folder {folder} is one that others can write to; choose a private folder "
+                             "(mode 0700).")
+    return folder
+
+
 def write_token(path: Path) -> str:
-    """Create a fresh random token in ``path``, readable by this user only (mode 0600)."""
-    token = secrets.token_urlsafe(32)
+    """Create a fresh random token in ``path``, readable by this user only (mode 0600).
+
+    It is written to a new file with an unguessable name in the same private folder and
+    renamed over ``path`` in one step, so no one sees a half-written token and no
+    planted file or link is ever opened. A ``path`` that is a symlink is refused."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    private_dir(path.parent)
+    if path.is_symlink():
+        raise TokenFileError(f"The token file {path} is a symbolic link; remove it or choose another --token-file.")
+    token = secrets.token_urlsafe(32)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)   # O_EXCL, mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return token
 
 
 def read_token(path: Path) -> str:
-    """Read a token written by :func:`write_token`; '' if there is none."""
+    """Read a token written by :func:`write_token`; '' if there is none, or if the file is
+    a link, or not this user's, or readable by others (then it was not ours)."""
     try:
-        return Path(path).read_text().strip()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return ""
+    with os.fdopen(fd) as f:
+        info = os.fstat(f.fileno())
+        if sys.platform != "win32" and (info.st_uid != os.getuid() or info.st_mode & 0o077):
+            return ""
+        return f.read(1024).strip()

@@ -11,6 +11,7 @@ imports bpy, so the same code runs in worker threads.
 from __future__ import annotations
 
 import atexit
+import os
 import subprocess
 import sys
 import threading
@@ -60,19 +61,23 @@ class ServerStartError(Exception):
 
 
 class ManagedServer:
-    """A server process this add-on started, with its token file and log."""
+    """A server process this add-on started, with its token file, its log (which the server
+    rotates) and its console output (where a failed start says why)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         state_dir = settings.state_dir or protocol.runtime_dir()
         self.token_file = Path(state_dir) / f"server-{settings.port}.token"
         self.log_file = Path(state_dir) / f"server-{settings.port}.log"
+        self.console_file = Path(state_dir) / f"server-{settings.port}.out"
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
+        """The server's command line; it stops by itself if this process (Blender) goes away."""
         s = self.settings
         return [s.server_python, "-m", "model_server", "serve", "--host", s.host, "--port", str(s.port),
-                "--device", s.device, "--token-file", str(self.token_file)]
+                "--device", s.device, "--token-file", str(self.token_file), "--log-file", str(self.log_file),
+                "--parent-pid", str(os.getpid())]
 
     def start(self) -> None:
         python = Path(self.settings.server_python)
@@ -82,10 +87,13 @@ class ManagedServer:
         if not python.is_file():
             raise ServerStartError(f"The Server Python preference points to {python}, which does not exist; "
                                    "set it to the Python of the Sketch2Mesh server environment.")
-        self.token_file.parent.mkdir(parents=True, exist_ok=True)
-        self.token_file.unlink(missing_ok=True)
+        try:
+            protocol.private_dir(self.token_file.parent)
+        except protocol.TokenFileError as exc:
+            raise ServerStartError(str(exc)) from None
+        self.token_file.unlink(missing_ok=True)   # a killed server's stale token
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
-        with open(self.log_file, "wb") as log:
+        with open(self.console_file, "wb") as log:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, creationflags=flags,
                                             cwd=str(self.token_file.parent))
@@ -97,8 +105,9 @@ class ManagedServer:
         return protocol.read_token(self.token_file)
 
     def log_tail(self) -> str:
+        """The end of the server's console output: why it failed to start, if it did."""
         try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+            lines = self.console_file.read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
         return "\n".join(lines[-LOG_TAIL_LINES:])
@@ -117,7 +126,7 @@ class ManagedServer:
                 tail = self.log_tail()
                 raise ServerStartError(f"The Sketch2Mesh server exited (code {code}) while starting"
                                        + (f": {_last_line(tail)}" if tail else "")
-                                       + f". Full log: {self.log_file}")
+                                       + f". Full output: {self.console_file}")
             token = self.token()
             if token:
                 try:
@@ -211,9 +220,14 @@ def start(settings: Settings, cancel: threading.Event | None = None) -> Connecti
     with _lock:
         if _managed is not None:
             _managed.stop()
-        _managed = ManagedServer(settings)
-        _managed.start()
-        return _managed.wait_ready(cancel=cancel)
+        if cancel is not None and cancel.is_set():
+            raise client.Cancelled("cancelled", "Cancelled.")
+        server = _managed = ManagedServer(settings)
+        server.start()
+        if _managed is not server:      # stop() ran meanwhile (the add-on is going away)
+            server.stop()
+            raise ServerStartError("The Sketch2Mesh server was stopped while it was starting.")
+        return server.wait_ready(cancel=cancel)
 
 
 def stop() -> bool:

@@ -121,5 +121,5 @@ def test_empty_server_python_asks_to_set_the_preference(managed_scene, monkeypat
 def test_a_server_that_dies_while_starting_shows_its_last_words(managed_scene):
     # Blender's own Python has no torch or open3d: the server cannot start there.
     _prefs().server_python, _prefs().device = sys.executable, "AUTO"
-    with pytest.raises(RuntimeError, match=r"exited \(code \d+\) while starting: .*Error.* Full log: "):
+    with pytest.raises(RuntimeError, match=r"exited \(code \d+\) while starting: .*Error.* Full output: "):
         bpy.ops.sketch2mesh.server_start()
