@@ -48,7 +48,8 @@ from model_server.server_limits import Limits
 from model_server.server_log import ServerLog
 
 SERVER_VERSION = "0.1.0"
-CANCEL_ANSWER_S = 0.5             # how long a cancelled job may take to answer before it is abandoned
+# How long a cancelled job may take to answer before it is abandoned (a fit's answer is its best shape so far).
+CANCEL_ANSWER_S = {"reconstruct": 0.5, "fit": 0.8}
 FAULT_ENV = "SKETCH2MESH_FAULT"   # a test hook: "cuda_oom" makes the next job run out of GPU memory
 
 
@@ -353,7 +354,7 @@ class ModelServer:
             if header["kind"] == "cancel requested":
                 if not job.started.is_set() and self._abandon(job):
                     return self._send(conn, protocol.error_reply(request_id, "cancelled", "The job was cancelled."))
-                answer_by = time.monotonic() + CANCEL_ANSWER_S   # its own answer (a fit's best shape), or ours
+                answer_by = time.monotonic() + CANCEL_ANSWER_S[job.op]   # its own answer, or ours
                 continue
             if header["kind"] == "progress" and "queue_position" not in header:
                 last = (header["message"], header["fraction"])

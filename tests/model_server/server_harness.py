@@ -65,6 +65,13 @@ class Server:
             except (ConnectionError, OSError):
                 return None
 
+    def warm_up(self) -> float:
+        """Load what jobs load once (torch, the network): a learned reconstruct and a small fit.
+        Returns the RSS after it (MB): the baseline for growth."""
+        self.call("reconstruct", {"detail": "low"}, sketch_arrays())
+        self.call("fit", {"iterations": 2}, sketch_arrays() | protocol.pack_mesh(*ellipsoid_mesh(subdivisions=1)))
+        return self.rss_mb()
+
     def alive(self) -> bool:
         return self.proc.poll() is None and self.call("ping", timeout=30)[1].header["kind"] == "result"
 

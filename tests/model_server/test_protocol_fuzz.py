@@ -28,8 +28,7 @@ SENT: list[int] = []
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("fuzz"))
-    s.call("reconstruct", {"backend": "hull", "detail": "low"}, sketch_arrays())   # warm up before measuring
-    s.rss_before = s.rss_mb()
+    s.rss_before = s.warm_up()
     yield s
     s.close()
 

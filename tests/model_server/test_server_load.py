@@ -21,8 +21,7 @@ CLIENTS = 8
 def test_eight_clients_while_a_long_job_runs_all_get_an_answer_or_busy_with_their_place(tmp_path):
     server = Server(tmp_path)
     try:
-        server.call("reconstruct", {"backend": "hull", "detail": "low"}, sketch_arrays())     # warm up
-        base = server.rss_mb()
+        base = server.warm_up()
         outcomes: dict[str, tuple[list[dict], protocol.Message]] = {}
         long_job = threading.Thread(target=lambda: outcomes.__setitem__("long", server.call(
             "reconstruct", {"backend": "hull", "detail": "high", "refine": 5000}, sketch_arrays(), request_id="long")))
