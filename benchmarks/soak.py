@@ -19,6 +19,7 @@ worktree) first, for comparison on the same machine. Exits 1 when a run fails it
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -36,9 +37,11 @@ from sketch2mesh_addon import client, protocol  # noqa: E402
 
 HOST = "127.0.0.1"
 GROWTH_LIMIT = 0.05
+BUSY_RETRIES = 200
 
 
 def ring(cx: float, cy: float, rx: float, ry: float, n: int = 120) -> np.ndarray:
+    """An ellipse of ``n`` points, as a stroke."""
     t = np.linspace(0, 2 * np.pi, n)
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
 
@@ -64,44 +67,56 @@ def ellipsoid(n: int = 16) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Soaked:
-    """A server process started from ``tree``."""
+    """A server process started from ``tree``, its output in ``folder``."""
 
     def __init__(self, tree: Path, folder: Path):
-        token_file = folder / "soak.token"
-        self.proc = subprocess.Popen([sys.executable, "-m", "model_server", "serve", "--port", "0", "--device", "cpu",
-                                      "--token-file", str(token_file)], cwd=tree, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
-        line = self.proc.stdout.readline()
-        if "ready on" not in line:
-            raise RuntimeError(f"the server did not start: {line!r}")
+        token_file, output = folder / "soak.token", folder / "server.out"
+        with open(output, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "model_server", "serve", "--port", "0", "--device",
+                                          "cpu", "--token-file", str(token_file)], cwd=tree, stdout=out,
+                                         stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(tree)))
+        deadline = time.monotonic() + 120
+        while "ready on" not in output.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not start: {output.read_text()[-500:]}")
+            time.sleep(0.1)
+        line = next(x for x in output.read_text().splitlines() if "ready on" in x)
         self.port = int(line.split("ready on ")[1].split()[0].rsplit(":", 1)[1])
         self.token = protocol.read_token(token_file)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Resident memory of the server and its helper processes (Poisson), in MB."""
+        total, pids = 0.0, [self.proc.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            total += next((int(x.split()[1]) / 1024 for x in status.splitlines() if x.startswith("VmRSS:")), 0.0)
+            pids += [int(c) for c in children]
+        return total
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        """End the server (and its helper with it)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
 
 
 def one(server: Soaked, kind: str, mixed: bool) -> tuple[bool, float]:
     """One request of ``kind``; (whether it got its expected answer, seconds)."""
     started = time.perf_counter()
-    while True:
+    for _ in range(BUSY_RETRIES):
         try:
-            ok = _request(server, kind)
-            break
+            return _request(server, kind), time.perf_counter() - started
         except client.ServerError as exc:
-            if mixed and exc.code == "busy":
-                time.sleep(0.05)
-                continue
-            ok = False
-            break
-    return ok, time.perf_counter() - started
+            if not (mixed and exc.code == "busy"):
+                break
+            time.sleep(0.05)
+    return False, time.perf_counter() - started
 
 
 def _request(server: Soaked, kind: str) -> bool:
@@ -178,6 +193,7 @@ def soak(tree: Path, sequential: int, mixed: int, clients: int) -> dict:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile, NaN for no values."""
     return float(np.percentile(values, q)) if values else float("nan")
 
 
@@ -198,6 +214,7 @@ def report(name: str, figures: dict) -> bool:
 
 
 def main() -> int:
+    """Soak the revisions asked for, print the table; 1 when this tree misses the bar."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequential", type=int, default=500)
     parser.add_argument("--mixed", type=int, default=500)

@@ -51,9 +51,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     caps = serve.add_argument_group("caps", "what one request, or all clients together, may take (README, Security)")
     caps.add_argument("--max-frame-mb", type=int, default=protocol.DEFAULT_MAX_FRAME // 2**20,
                       help="largest request accepted, in MiB (default %(default)s)")
-    caps.add_argument("--max-strokes", type=int, default=protocol.MAX_STROKES,
+    caps.add_argument("--max-strokes", type=int, default=Limits.max_strokes,
                       help="most strokes in one sketch (default %(default)s)")
-    caps.add_argument("--max-fit-faces", type=int, default=protocol.MAX_FIT_FACES,
+    caps.add_argument("--max-fit-faces", type=int, default=Limits.max_fit_faces,
                       help="most triangles in one Fit to strokes (default %(default)s)")
     caps.add_argument("--max-connections", type=int, default=Limits.max_connections,
                       help="most authenticated connections at once (default %(default)s)")
@@ -86,9 +86,6 @@ def run_serve(args: argparse.Namespace) -> None:
 
     if args.weights is not None and not args.weights.is_file():
         raise ValueError(f"weights file {args.weights} does not exist")
-    for name in ("max_frame_mb", "max_strokes", "max_fit_faces", "max_connections", "max_queued_jobs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     max_frame = args.max_frame_mb * 2**20
     limits = Limits(max_frame=max_frame, max_strokes=args.max_strokes, max_fit_faces=args.max_fit_faces,
                     max_connections=args.max_connections, max_queued_jobs=args.max_queued_jobs,

@@ -22,6 +22,7 @@ Nothing a client sends can stop the server or exhaust it (README, "Security"):
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import ipaddress
 import os
@@ -60,8 +61,9 @@ class Cancelled(Exception):
 class Busy(ProtocolError):
     """The server cannot take this now; the sentence says why and when to retry."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, request_id: str = ""):
         super().__init__("busy", message)
+        self.request_id = request_id
 
 
 @dataclass
@@ -78,11 +80,12 @@ class Job:
     started: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
     worker: threading.Thread | None = None
+    heard: float = field(default_factory=time.monotonic)   # when its worker last reported
     finished: bool = False         # its worker has its reply (under the server's lock)
     abandoned: bool = False        # cancelled and answered: its worker drops it (under the server's lock)
 
 
-CANCEL_WAKE = ({"kind": "cancel requested"}, None)   # put in a job's events to wake its connection
+CANCEL_WAKE = object()   # put in a job's events to wake its connection when the job is cancelled
 
 
 class ByteBudget:
@@ -93,15 +96,15 @@ class ByteBudget:
         self._cond = threading.Condition()
 
     def take(self, n: int, timeout: float) -> bool:
-        """Reserve ``n`` bytes, waiting up to ``timeout`` s for others to give theirs back."""
+        """Reserve ``n`` bytes (at most the limit), waiting up to ``timeout`` s for others to give theirs back."""
         with self._cond:
-            return self._cond.wait_for(lambda: self.used + n <= self.limit, timeout) and self._add(n)
-
-    def _add(self, n: int) -> bool:
-        self.used += n
-        return True
+            if not self._cond.wait_for(lambda: self.used + n <= self.limit, timeout):
+                return False
+            self.used += n
+            return True
 
     def give(self, n: int) -> None:
+        """Return ``n`` bytes taken before."""
         with self._cond:
             self.used -= n
             self._cond.notify_all()
@@ -160,13 +163,22 @@ class ModelServer:
                 conn, _ = self._sock.accept()
             except socket.timeout:
                 continue
-            except OSError:
+            except OSError as exc:
+                # A peer that reset before accept, or no file descriptors left for now:
+                # neither may stop the server.
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                    continue
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._say(f"cannot accept a connection: {exc.strerror}", key="accept failed")
+                    time.sleep(0.1)
+                    continue
                 break
             self._admit(conn)
         self._sock.close()
         with self._lock:
-            for job in self._active.values():
-                job.cancel.set()
+            active = list(self._active)
+        for request_id in active:      # every waiting client hears that its job ends
+            self.cancel(request_id)
         self._jobs.put(None)
 
     def stop(self) -> None:
@@ -210,7 +222,12 @@ class ModelServer:
                 self._waiting.pop(oldest)
                 _hang_up(oldest)
             self._waiting[conn] = time.monotonic()
-        threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+        try:
+            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+        except RuntimeError:        # no thread to spare: this connection cannot be served now
+            with self._lock:
+                self._waiting.pop(conn, None)
+            conn.close()
 
     def _serve_connection(self, conn: socket.socket) -> None:
         authenticated = False
@@ -218,30 +235,36 @@ class ModelServer:
             deadline = time.monotonic() + self.limits.first_frame_s
             while not self._stopping.is_set():
                 try:
-                    header, plen = protocol.read_header(conn, self.limits.max_frame, deadline)
+                    header, plen = protocol.read_header(conn, self.limits.max_frame, deadline,
+                                                        protocol.MAX_REQUEST_HEADER)
                 except ProtocolError as exc:
-                    self._refuse(conn, "", exc)
+                    self._refuse(conn, "", exc, drain=authenticated)
                     return
                 except socket.timeout:
                     if not authenticated:
                         self._refuse(conn, "", ProtocolError(
-                            "timeout", f"No complete request header within {self.limits.first_frame_s:.0f} s."))
+                            "timeout", f"No complete request header within {self.limits.first_frame_s:.0f} s."),
+                            drain=False)
                     return
                 except (ConnectionError, OSError):
                     return
                 request_id = _request_id(header)
                 if not protocol.tokens_match(protocol.request_token(header), self.token):
+                    del header
                     self._refuse(conn, request_id, ProtocolError(
-                        "bad_token", "The server rejected the token; restart the server from the add-on or check the token file."))
+                        "bad_token", "The server rejected the token; restart the server from the add-on or check the "
+                        "token file."), drain=False)
                     return
                 if not authenticated:
-                    self._authenticate(conn)
+                    self._authenticate(conn, request_id)
                     authenticated = True
                 if not self._handle(conn, header, plen):
                     return
                 deadline = time.monotonic() + self.limits.idle_s
         except Busy as exc:
-            self._refuse(conn, "", exc)
+            self._refuse(conn, exc.request_id, exc)
+        except ConnectionError:
+            pass
         except Exception:
             self._say("connection handler failed:\n" + traceback.format_exc(), key="handler")
         finally:
@@ -250,20 +273,22 @@ class ModelServer:
                     self._authenticated -= 1
             conn.close()
 
-    def _authenticate(self, conn: socket.socket) -> None:
+    def _authenticate(self, conn: socket.socket, request_id: str) -> None:
         """Move a connection that showed the token from the waiting pool to the authenticated one."""
         with self._lock:
-            self._waiting.pop(conn, None)
+            if self._waiting.pop(conn, None) is None:
+                raise ConnectionError("evicted while its header was read")
             if self._authenticated >= self.limits.max_connections:
                 raise Busy(f"The Sketch2Mesh server is busy: {self._authenticated} connections are open, the most it "
-                           "serves at once; try again in a moment.")
+                           "serves at once; try again in a moment.", request_id)
             self._authenticated += 1
 
-    def _refuse(self, conn: socket.socket, request_id: str, exc: ProtocolError) -> None:
-        """Answer a frame that cannot be served, then hang up politely (the peer may still be sending)."""
-        self._say(f"refused a frame: {exc.code}: {exc.message}", key=f"refused {exc.code}")
-        if self._send(conn, protocol.error_reply(request_id, exc.code, exc.message)):
-            _hang_up(conn, drain_s=0.5)
+    def _refuse(self, conn: socket.socket, request_id: str, exc: ProtocolError, drain: bool = True) -> None:
+        """Answer a frame that cannot be served, then hang up: with ``drain``, politely (an
+        authenticated peer may still be sending its payload and should see our answer)."""
+        self._say(f"refused a frame: {exc.code}: {exc.message[:200]}", key=f"refused {exc.code}")
+        if self._send(conn, protocol.error_reply(request_id, exc.code, exc.message[:1000])):
+            _hang_up(conn, drain_s=0.5 if drain else 0.0)
 
     def _handle(self, conn: socket.socket, header: dict, plen: int) -> bool:
         """Read the payload of an authenticated frame and answer it. False: close the connection
@@ -299,6 +324,8 @@ class ModelServer:
     @contextmanager
     def _room(self, plen: int) -> Iterator[None]:
         """Hold ``plen`` bytes of the budget of bytes in flight, or say the server is busy."""
+        if plen > self._budget.limit:
+            raise ProtocolError("too_large", f"a payload of {plen} bytes is more than the server reads at once")
         if not self._budget.take(plen, self.limits.room_wait_s):
             raise Busy("The Sketch2Mesh server is busy receiving other large requests; try again in a moment.")
         try:
@@ -340,22 +367,27 @@ class ModelServer:
         while True:
             wait = self.limits.heartbeat_s if answer_by is None else max(0.0, answer_by - time.monotonic())
             try:
-                header, out_arrays = job.events.get(timeout=wait)
+                event = job.events.get(timeout=wait)
             except queue.Empty:
                 if answer_by is not None:
                     if self._abandon(job):
                         return self._send(conn, protocol.error_reply(request_id, "cancelled", "The job was cancelled."))
                     answer_by = None    # it answered after all, or it must be waited for
                     continue
+                if job.started.is_set() and time.monotonic() - job.heard > self.limits.stall_s and self._abandon(job):
+                    return self._send(conn, protocol.error_reply(request_id, "internal", (
+                        f"The job made no progress for {self.limits.stall_s:.0f} s and was stopped; try again, or "
+                        "restart the server from the Sketch2Mesh panel.")))
                 ahead = self._ahead(job)
                 message = f"Queued: {ahead} job(s) ahead" if ahead else last[0]
-                header, out_arrays = protocol.make_reply(request_id, "progress", message=message, fraction=last[1],
-                                                         queue_position=ahead), None
-            if header["kind"] == "cancel requested":
-                if not job.started.is_set() and self._abandon(job):
+                event = protocol.make_reply(request_id, "progress", message=message, fraction=last[1],
+                                            queue_position=ahead), None
+            if event is CANCEL_WAKE:
+                if self._abandon(job, queued_only=True):
                     return self._send(conn, protocol.error_reply(request_id, "cancelled", "The job was cancelled."))
                 answer_by = time.monotonic() + CANCEL_ANSWER_S[job.op]   # its own answer, or ours
                 continue
+            header, out_arrays = event
             if header["kind"] == "progress" and "queue_position" not in header:
                 last = (header["message"], header["fraction"])
             if not self._send(conn, header, out_arrays):
@@ -387,7 +419,7 @@ class ModelServer:
         with self._lock:
             active = list(self._active)
         return {"server": SERVER_VERSION, "protocol": protocol.PROTOCOL_VERSION, "device": self.device,
-                "pid": os.getpid(), "jobs": active}
+                "pid": os.getpid(), "jobs": active, "heartbeat_s": self.limits.heartbeat_s}
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a queued or running job; True if there was one. Its connection answers
@@ -401,20 +433,23 @@ class ModelServer:
         job.events.put(CANCEL_WAKE)
         return True
 
-    def _abandon(self, job: Job) -> bool:
-        """Give up on a cancelled job that has not answered: a queued one is skipped; a
-        running one is left to its worker, which drops it at its next checkpoint, while a
-        fresh worker takes the next job at once. False when the job answered after all, or
-        when an earlier abandoned worker still runs (then it is waited for)."""
+    def _abandon(self, job: Job, queued_only: bool = False) -> bool:
+        """Give up on a job that has not answered: a queued one is skipped; a running one
+        (unless ``queued_only``) is left to its worker, which drops it at its next
+        checkpoint, while a fresh worker takes the next job at once. False when the job
+        answered after all, or when an earlier abandoned worker still runs (then it is
+        waited for: two abandoned jobs never run beside a third)."""
         with self._lock:
-            if job.finished:
+            if job.finished or (queued_only and job.started.is_set()):
                 return False
             self._abandoned_workers = [t for t in self._abandoned_workers if t.is_alive()]
             if job.started.is_set():
                 if self._abandoned_workers:
                     return False
-                self._abandoned_workers.append(threading.current_thread() if job.worker is None else job.worker)
+                self._abandoned_workers.append(job.worker)
                 self._start_worker()
+            else:
+                job.strokes = job.mesh = None     # it waits in the queue until a worker skips it: keep it small
             job.abandoned = True
             if self._active.get(job.request_id) is job:
                 del self._active[job.request_id]
@@ -435,7 +470,11 @@ class ModelServer:
                     continue
                 job.started.set()
                 job.worker = threading.current_thread()
-            reply = self._run_job(job)
+                job.heard = time.monotonic()
+            try:
+                reply = self._run_job(job)
+            except BaseException as exc:       # never leave a client without an answer
+                reply = protocol.error_reply(job.request_id, "internal", f"The job stopped: {exc!r}"), None
             with self._lock:
                 job.finished = True
                 if self._active.get(job.request_id) is job:
@@ -450,6 +489,7 @@ class ModelServer:
 
     def _run_job(self, job: Job) -> tuple[dict, dict | None]:
         def progress(message: str, fraction: float, vertices=None) -> None:
+            job.heard = time.monotonic()
             if job.cancel.is_set():
                 raise Cancelled()
             self._inject_fault(message)
@@ -493,7 +533,7 @@ class ModelServer:
         summary = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
                    "faces": int(len(result.faces)), "timings_s": result.timings, "notes": result.notes,
                    "fusion": result.fusion}
-        self._say(f"job {job.request_id}: surface from {result.fusion}", key="job done")
+        self._say(f"job {job.request_id}: surface from {result.fusion}", key="job surface")
         if result.fit:
             summary["fit"] = result.fit
         return (protocol.make_reply(job.request_id, "result", result=summary),
@@ -591,12 +631,13 @@ def serve(host: str, port: int, device: str, token_file: Path | None, limits: Li
     that process is gone."""
     import signal
 
-    protocol.private_dir(Path(token_file).parent if token_file else protocol.runtime_dir())   # before listening
+    # Refuse a shared token folder before listening; the default one is ours to make private.
+    protocol.private_dir(Path(token_file).parent if token_file else protocol.runtime_dir(), tighten=not token_file)
     log = ServerLog(Path(log_file)) if log_file else ServerLog()
     server = ModelServer(host, port, "pending", device, limits, log=log, weights=weights)
     poisson_solver.use_helper_process()   # open3d's Poisson would hold the GIL: heartbeats and cancel must not wait
     path = Path(token_file) if token_file else protocol.token_path(server.port)
-    server.token = protocol.write_token(path)
+    server.token = protocol.write_token(path, tighten=not token_file)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     if parent_pid:
         server.watch_parent(parent_pid)

@@ -27,4 +27,13 @@ class Limits:
     idle_s: float = 120.0                               # an authenticated connection's wait for its next frame
     min_rate: float = 8 << 20                           # payload bytes per second a sender must keep up
     heartbeat_s: float = 1.0                            # most silence on a job's connection
-    room_wait_s: float = 10.0                           # how long a payload waits for bytes in flight
+    room_wait_s: float = 5.0                            # how long a payload waits for bytes in flight (well
+                                                        # under the add-on's 10 s silence timeout)
+    stall_s: float = 300.0                              # a running job silent this long is given up
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise ValueError(f"the server's {name.replace('_', '-')} must be positive, not {value}")
+        if self.max_bytes_in_flight < self.max_frame:
+            raise ValueError("the bytes in flight must leave room for at least one whole frame")

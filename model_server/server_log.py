@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 MAX_BYTES = 1 << 20
 BACKUPS = 2
@@ -28,16 +28,14 @@ class ServerLog:
 
     def __init__(self, path: Path | None = None, stream: TextIO | None = None, max_bytes: int = MAX_BYTES,
                  backups: int = BACKUPS, burst: int = BURST, window_s: float = WINDOW_S,
-                 clock=time.monotonic):
+                 clock: Callable[[], float] = time.monotonic):
         if path is not None:
             handler: logging.Handler = logging.handlers.RotatingFileHandler(
                 path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", errors="backslashreplace")
         else:
             handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s [sketch2mesh-server] %(message)s"))
-        self._logger = logging.getLogger(f"sketch2mesh.server.{id(self)}")
-        self._logger.propagate = False
-        self._logger.setLevel(logging.INFO)
+        self._logger = logging.Logger("sketch2mesh.server", logging.INFO)   # not registered: one per log
         self._logger.addHandler(handler)
         self._handler = handler
         self.burst, self.window_s, self._clock = burst, window_s, clock
@@ -61,5 +59,6 @@ class ServerLog:
         self._logger.info("%s", text)
 
     def close(self) -> None:
+        """Flush and close the file (or stream handler)."""
         self._logger.removeHandler(self._handler)
         self._handler.close()

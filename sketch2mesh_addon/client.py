@@ -22,6 +22,7 @@ from . import protocol
 CONNECT_TIMEOUT_S = 3.0
 FRAME_TIMEOUT_S = 60.0
 IDLE_TIMEOUT_S = 10.0    # the server speaks at least every second while it works: this much silence means it hangs
+LEGACY_IDLE_TIMEOUT_S = 900.0   # a server without heartbeats (its ping has no heartbeat_s) is silent while it works
 POLL_S = 0.1
 CANCEL_GRACE_S = 5.0
 
@@ -192,6 +193,11 @@ def _error_from_reply(error: object, host: str, port: int) -> ServerError:
     return ServerError(code, f"The Sketch2Mesh server reported an error ({code}): {message}")
 
 
+def silence_timeout(status: dict) -> float:
+    """How long a job may stay silent on the server that answered ``ping`` with ``status``."""
+    return IDLE_TIMEOUT_S if status.get("heartbeat_s") else LEGACY_IDLE_TIMEOUT_S
+
+
 def _send_cancel(host: str, port: int, token: str, target: str) -> None:
     """Ask the server to cancel ``target``; a failure here is not worth reporting."""
     try:
@@ -212,14 +218,16 @@ def shutdown(host: str, port: int, token: str) -> None:
 
 def reconstruct(host: str, port: int, token: str, strokes: dict[str, list[np.ndarray]], *,
                 backend: str = "learned", detail: str = "medium", refine: int = 0,
-                on_progress: Progress | None = None, cancel: threading.Event | None = None) -> ReconstructResult:
+                on_progress: Progress | None = None, cancel: threading.Event | None = None,
+                idle_timeout: float = IDLE_TIMEOUT_S) -> ReconstructResult:
     """Send a sketch (view -> list of (N, 2|3) world view-plane strokes); return the mesh."""
     arrays: dict[str, np.ndarray] = {}
     for view, view_strokes in strokes.items():
         if view_strokes:
             arrays.update(protocol.pack_strokes(view, view_strokes))
     params = {"backend": backend, "detail": detail, "refine": int(refine)}
-    reply = request(host, port, token, "reconstruct", params, arrays, on_progress=on_progress, cancel=cancel)
+    reply = request(host, port, token, "reconstruct", params, arrays, on_progress=on_progress, cancel=cancel,
+                    idle_timeout=idle_timeout)
     vertices, faces = reply.arrays.get("vertices"), reply.arrays.get("faces")
     if vertices is None or faces is None or vertices.ndim != 2 or vertices.shape[1:] != (3,) \
             or faces.ndim != 2 or faces.shape[1:] != (3,):
@@ -233,7 +241,7 @@ def reconstruct(host: str, port: int, token: str, strokes: dict[str, list[np.nda
 def fit(host: str, port: int, token: str, vertices: np.ndarray, faces: np.ndarray,
         strokes: dict[str, list[np.ndarray]], *, iterations: int = 200, on_progress: Progress | None = None,
         on_vertices: Callable[[np.ndarray], None] | None = None,
-        cancel: threading.Event | None = None) -> FitResult:
+        cancel: threading.Event | None = None, idle_timeout: float = IDLE_TIMEOUT_S) -> FitResult:
     """Fit to strokes: send a world-space mesh and a sketch, get the fitted vertices back.
 
     ``on_vertices`` receives the current (V, 3) vertices every few iterations. Cancelling
@@ -250,7 +258,7 @@ def fit(host: str, port: int, token: str, vertices: np.ndarray, faces: np.ndarra
             on_vertices(np.asarray(current, np.float32))
 
     reply = request(host, port, token, "fit", {"iterations": int(iterations)}, arrays, on_progress=on_progress,
-                    cancel=cancel, on_arrays=relay, keep_cancelled_result=True)
+                    cancel=cancel, on_arrays=relay, keep_cancelled_result=True, idle_timeout=idle_timeout)
     fitted = reply.arrays.get("vertices")
     if fitted is None or fitted.shape != (count, 3) or not np.all(np.isfinite(fitted)):
         raise ServerError("bad_reply", "The Sketch2Mesh server answered the fit without usable vertices.")

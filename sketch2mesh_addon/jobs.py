@@ -102,7 +102,8 @@ def reconstruct_work(settings: server_process.Settings, sketch: dict[str, list[n
         progress("Connecting to the server", 0.0)
         server = server_process.ensure_server(settings, cancel)
         return client.reconstruct(server.host, server.port, server.token, sketch, backend=backend,
-                                  detail=detail, refine=refine, on_progress=progress, cancel=cancel)
+                                  detail=detail, refine=refine, on_progress=progress, cancel=cancel,
+                                  idle_timeout=client.silence_timeout(server.status))
 
     return work
 
@@ -132,7 +133,8 @@ def fit_work(settings: server_process.Settings, sketch: dict[str, list[np.ndarra
         progress("Connecting to the server", 0.0)
         server = server_process.ensure_server(settings, cancel)
         return client.fit(server.host, server.port, server.token, vertices, faces, sketch, iterations=iterations,
-                          on_progress=progress, on_vertices=None if preview is None else preview.put, cancel=cancel)
+                          on_progress=progress, on_vertices=None if preview is None else preview.put, cancel=cancel,
+                          idle_timeout=client.silence_timeout(server.status))
     return work
 
 

@@ -46,6 +46,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 47631
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 MAX_HEADER = 1024 * 1024
+MAX_REQUEST_HEADER = 64 * 1024   # a request's header is read before its token is checked: keep it small
+MAX_TOKEN = 256
 
 OPS = ("ping", "reconstruct", "fit", "cancel", "shutdown")
 REPLY_KINDS = ("progress", "result", "error")
@@ -98,13 +100,13 @@ def encode(header: dict, arrays: dict[str, np.ndarray] | None = None) -> bytes:
     return PREFIX.pack(MAGIC, len(head), len(payload)) + head + payload
 
 
-def parse_prefix(prefix: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> tuple[int, int]:
+def parse_prefix(prefix: bytes, max_frame: int = DEFAULT_MAX_FRAME, max_header: int = MAX_HEADER) -> tuple[int, int]:
     """Check the 16-byte frame prefix; return (header length, payload length)."""
     magic, hlen, plen = PREFIX.unpack(prefix)
     if magic != MAGIC:
         raise ProtocolError("bad_frame", "not a Sketch2Mesh frame (bad magic)")
-    if hlen == 0 or hlen > MAX_HEADER:
-        raise ProtocolError("too_large", f"header of {hlen} bytes is outside 1..{MAX_HEADER}")
+    if hlen == 0 or hlen > max_header:
+        raise ProtocolError("too_large", f"header of {hlen} bytes is outside 1..{max_header}")
     if PREFIX.size + hlen + plen > max_frame:
         raise ProtocolError("too_large", f"frame of {PREFIX.size + hlen + plen} bytes exceeds the {max_frame}-byte limit")
     return hlen, plen
@@ -113,7 +115,7 @@ def parse_prefix(prefix: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> tuple[int
 def parse_header(head: bytes | bytearray) -> dict:
     """A frame's JSON header, which must be an object; any other text is a ProtocolError."""
     try:
-        header = json.loads(bytes(head).decode("utf-8"), parse_constant=_reject_constant)
+        header = json.loads(head.decode("utf-8"), parse_constant=_reject_constant)
     except RecursionError:
         raise ProtocolError("bad_header", "header is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -189,26 +191,30 @@ def _check_array_spec(spec: Any, max_bytes: int = DEFAULT_MAX_FRAME) -> tuple[st
 def read_into(sock: socket.socket, buffer: bytearray | memoryview, deadline: float | None = None) -> None:
     """Fill ``buffer`` from ``sock``. With a ``deadline`` (``time.monotonic()``), the whole
     read must end by then: a peer that trickles bytes cannot hold the reader (socket.timeout)."""
-    view, got = memoryview(buffer), 0
-    while got < len(view):
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("frame deadline passed")
-            sock.settimeout(left)
-        n = sock.recv_into(view[got:], min(len(view) - got, 1 << 20))
-        if not n:
-            raise ConnectionError("connection closed mid-frame" if got or not len(view) else "connection closed")
-        got += n
+    view, got, timeout = memoryview(buffer), 0, sock.gettimeout()
+    try:
+        while got < len(view):
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("frame deadline passed")
+                sock.settimeout(left)
+            n = sock.recv_into(view[got:], min(len(view) - got, 1 << 20))
+            if not n:
+                raise ConnectionError("connection closed mid-frame" if got or not len(view) else "connection closed")
+            got += n
+    finally:
+        sock.settimeout(timeout)
 
 
-def read_header(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME,
-                deadline: float | None = None) -> tuple[dict, int]:
+def read_header(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME, deadline: float | None = None,
+                max_header: int = MAX_HEADER) -> tuple[dict, int]:
     """Read a frame's prefix and JSON header, but not its payload: (header, payload length).
-    A server checks the token before it reads (and makes room for) the payload."""
+    A server checks the token before it reads (and makes room for) the payload, and reads
+    requests with ``max_header=MAX_REQUEST_HEADER``."""
     prefix = bytearray(PREFIX.size)
     read_into(sock, prefix, deadline)
-    hlen, plen = parse_prefix(bytes(prefix), max_frame)
+    hlen, plen = parse_prefix(bytes(prefix), max_frame, max_header)
     head = bytearray(hlen)
     read_into(sock, head, deadline)
     return parse_header(head), plen
@@ -261,7 +267,7 @@ def check_request(header: dict) -> tuple[str, str, str, dict]:
         raise ProtocolError("bad_request", "'id' must be 1..64 printable ASCII characters")
     if op not in OPS:
         raise ProtocolError("bad_request", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
-    if not isinstance(token, str) or len(token) > 256:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN:
         raise ProtocolError("bad_token", "missing token")
     if not isinstance(params, dict):
         raise ProtocolError("bad_request", "'params' must be an object")
@@ -271,7 +277,7 @@ def check_request(header: dict) -> tuple[str, str, str, dict]:
 def request_token(header: dict) -> str:
     """The token a request header carries ('' when there is none a server could accept)."""
     token = header.get("token")
-    return token if isinstance(token, str) and len(token) <= 256 and token.isascii() else ""
+    return token if isinstance(token, str) and len(token) <= MAX_TOKEN and token.isascii() else ""
 
 
 def tokens_match(given: str, expected: str) -> bool:
@@ -464,14 +470,18 @@ def runtime_dir() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "sketch2mesh"
 
 
-def token_path(port: int) -> Path:
-    """Where the server listening on ``port`` keeps its token."""
-    return runtime_dir() / f"server-{port}.token"
+def token_path(port: int, folder: Path | None = None) -> Path:
+    """Where the server listening on ``port`` keeps its token (in ``folder``, by default the runtime folder)."""
+    return Path(folder or runtime_dir()) / f"server-{port}.token"
 
 
-def private_dir(folder: Path) -> Path:
+def private_dir(folder: Path, tighten: bool = False) -> Path:
     """``folder``, created 0700 if missing; refused (:class:`TokenFileError`) if another
-    user owns it or others may write to it, since they could then swap the token."""
+    user owns it or others may write to it, since they could then swap the token.
+
+    With ``tighten`` (for the folders Sketch2Mesh itself owns, which a umask of 002 leaves
+    group-writable) a folder of this user's that others may write to is made 0700
+    instead, unless it is a shared sticky folder such as /tmp."""
     folder = Path(folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if sys.platform == "win32":
@@ -480,19 +490,22 @@ def private_dir(folder: Path) -> Path:
     if info.st_uid != os.getuid():
         raise TokenFileError(f"The token folder {folder} belongs to another user; choose a folder of your own.")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise TokenFileError(f"The token folder {folder} is one that others can write to; choose a private folder "
-                             "(mode 0700).")
+        if not tighten or info.st_mode & stat.S_ISVTX:
+            raise TokenFileError(f"The token folder {folder} is one that others can write to; choose a private "
+                                 "folder (mode 0700).")
+        folder.chmod(0o700)
     return folder
 
 
-def write_token(path: Path) -> str:
+def write_token(path: Path, tighten: bool = False) -> str:
     """Create a fresh random token in ``path``, readable by this user only (mode 0600).
 
     It is written to a new file with an unguessable name in the same private folder and
     renamed over ``path`` in one step, so no one sees a half-written token and no
-    planted file or link is ever opened. A ``path`` that is a symlink is refused."""
+    planted file or link is ever opened. A ``path`` that is a symlink is refused;
+    ``tighten`` is :func:`private_dir`'s."""
     path = Path(path)
-    private_dir(path.parent)
+    private_dir(path.parent, tighten)
     if path.is_symlink():
         raise TokenFileError(f"The token file {path} is a symbolic link; remove it or choose another --token-file.")
     token = secrets.token_urlsafe(32)

@@ -67,7 +67,7 @@ class ManagedServer:
     def __init__(self, settings: Settings):
         self.settings = settings
         state_dir = settings.state_dir or protocol.runtime_dir()
-        self.token_file = Path(state_dir) / f"server-{settings.port}.token"
+        self.token_file = protocol.token_path(settings.port, state_dir)
         self.log_file = Path(state_dir) / f"server-{settings.port}.log"
         self.console_file = Path(state_dir) / f"server-{settings.port}.out"
         self.process: subprocess.Popen | None = None
@@ -88,7 +88,7 @@ class ManagedServer:
             raise ServerStartError(f"The Server Python preference points to {python}, which does not exist; "
                                    "set it to the Python of the Sketch2Mesh server environment.")
         try:
-            protocol.private_dir(self.token_file.parent)
+            protocol.private_dir(self.token_file.parent, tighten=True)
         except protocol.TokenFileError as exc:
             raise ServerStartError(str(exc)) from None
         self.token_file.unlink(missing_ok=True)   # a killed server's stale token

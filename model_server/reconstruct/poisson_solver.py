@@ -11,6 +11,7 @@ either way, and so is the surface.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import threading
 
@@ -36,13 +37,19 @@ def solve_here(points: np.ndarray, normals: np.ndarray, depth: int, scale: float
 
 
 def _serve(conn) -> None:
-    """The helper process: solve every request that arrives until the pipe closes."""
+    """The helper process: say it is ready (open3d imported), then solve every request that
+    arrives until the pipe closes; a failure is sent back, not fatal."""
+    importlib.import_module("open3d")     # the slow import, done before the first request
+    conn.send("ready")
     while True:
         try:
             points, normals, depth, scale = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(solve_here(points, normals, depth, scale))
+        try:
+            conn.send(("surface", solve_here(points, normals, depth, scale)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 class Helper:
@@ -54,10 +61,20 @@ class Helper:
         self._process = context.Process(target=_serve, args=(child,), name="s2m-poisson", daemon=True)
         self._process.start()
         child.close()
+        self._ready = False
 
     def solve(self, points: np.ndarray, normals: np.ndarray, depth: int, scale: float) -> Surface:
         """The surface; raises :class:`interrupt.Interrupted` (and kills the child) on cancel."""
+        if not self._ready:
+            self._ready = self._answer() == "ready"
         self._conn.send((points, normals, depth, scale))
+        kind, answer = self._answer()
+        if kind == "error":
+            raise RuntimeError(f"Poisson failed in its helper process: {answer}")
+        return answer
+
+    def _answer(self):
+        """The child's next message, waited for without the GIL while watching for a cancel."""
         while not self._conn.poll(POLL_S):
             if interrupt.requested() or not self._process.is_alive():
                 self.close()

@@ -404,6 +404,27 @@ def test_a_token_folder_others_can_write_to_is_refused(tmp_path):
     assert not (shared / "server.token").exists()
 
 
+def test_our_own_folder_left_group_writable_by_the_umask_is_made_private(tmp_path):
+    ours = tmp_path / "extension"
+    ours.mkdir()
+    ours.chmod(0o775)
+    protocol.write_token(ours / "server.token", tighten=True)
+    assert ours.stat().st_mode & 0o777 == 0o700
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    with pytest.raises(protocol.TokenFileError, match="others can write"):
+        protocol.write_token(sticky / "server.token", tighten=True)
+    assert sticky.stat().st_mode & 0o7777 == 0o1777
+
+
+def test_a_big_header_with_a_wrong_token_is_refused_unread(server):
+    header = b'{"token": "wrong", "pad": "' + b"x" * (1 << 20) + b'"}'
+    reply = server.send_raw(protocol.PREFIX.pack(protocol.MAGIC, len(header), 0) + header)
+    assert reply.header["error"]["code"] == "too_large"
+    assert server.alive()
+
+
 def test_the_runtime_folder_is_created_private(tmp_path, monkeypatch):
     monkeypatch.setenv("SKETCH2MESH_RUNTIME_DIR", str(tmp_path / "new" / "sketch2mesh"))
     protocol.write_token(protocol.token_path(1234))
