@@ -80,7 +80,11 @@ class Helper:
                 self.close()
                 interrupt.checkpoint()
                 raise RuntimeError("the Poisson helper process died")
-        return self._conn.recv()
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError("the Poisson helper process died") from None
 
     def close(self) -> None:
         """Stop the child (at once: it may be in the middle of a solve)."""
