@@ -248,7 +248,7 @@ class ModelServer:
                     return
                 except (ConnectionError, OSError):
                     return
-                request_id = _request_id(header)
+                request_id = protocol.request_id_of(header)
                 if not protocol.tokens_match(protocol.request_token(header), self.token):
                     del header
                     self._refuse(conn, request_id, ProtocolError(
@@ -293,7 +293,7 @@ class ModelServer:
     def _handle(self, conn: socket.socket, header: dict, plen: int) -> bool:
         """Read the payload of an authenticated frame and answer it. False: close the connection
         (after any refusal: its payload may still be on the way)."""
-        request_id = _request_id(header)
+        request_id = protocol.request_id_of(header)
         try:
             request_id, op, _, params = protocol.check_request(header)
             with self._room(plen):
@@ -558,13 +558,6 @@ class ModelServer:
                    "warnings": [defects] if defects else [],
                    "timings_s": {"refine": time.perf_counter() - started}}
         return protocol.make_reply(job.request_id, "result", result=summary), {"vertices": fitted.vertices}
-
-
-def _request_id(header: dict) -> str:
-    """The header's request id, if it is one that may be echoed back and logged."""
-    request_id = header.get("id")
-    ok = isinstance(request_id, str) and 0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()
-    return request_id if ok else ""
 
 
 def _hang_up(conn: socket.socket, drain_s: float = 0.0) -> None:

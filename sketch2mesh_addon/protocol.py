@@ -263,7 +263,7 @@ def check_request(header: dict) -> tuple[str, str, str, dict]:
     if not isinstance(version, int) or isinstance(version, bool) or version != PROTOCOL_VERSION:
         raise ProtocolError("bad_version", f"protocol version {version!r} is not {PROTOCOL_VERSION}; update the add-on or server")
     request_id, op, token, params = header.get("id"), header.get("op"), header.get("token"), header.get("params", {})
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 64 or not (request_id.isascii() and request_id.isprintable()):
+    if not request_id_of(header):
         raise ProtocolError("bad_request", "'id' must be 1..64 printable ASCII characters")
     if op not in OPS:
         raise ProtocolError("bad_request", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
@@ -272,6 +272,14 @@ def check_request(header: dict) -> tuple[str, str, str, dict]:
     if not isinstance(params, dict):
         raise ProtocolError("bad_request", "'params' must be an object")
     return request_id, op, token, params
+
+
+def request_id_of(header: dict) -> str:
+    """The header's request id if it is a valid one (1..64 printable ASCII characters, safe
+    to echo back and to log), else ''."""
+    request_id = header.get("id")
+    ok = isinstance(request_id, str) and 0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()
+    return request_id if ok else ""
 
 
 def request_token(header: dict) -> str:
