@@ -4,6 +4,9 @@ Every backend has the same small interface, :class:`Backend`, so the pipeline an
 never know which one ran. ``load(name, weights, device)`` builds one by name:
 
 - ``hull``: the visual hull of the silhouettes (:mod:`.hull`), no learning.
+- ``round``: the rounded prior (:mod:`.round`), no learning: each height's cross-section
+  of the hull is rounded into the superellipses inscribed in it; ``roundness`` in [0, 1]
+  runs from the hull's rectangles (0) to ellipses (1).
 - ``learned`` (the default): the hull's maps refined by the trained network (:mod:`.learned`,
   with the shared inputs and outputs of :mod:`.refine_maps`). Its weights ship in the
   package; ``--weights`` names another checkpoint that ``train`` wrote.
@@ -24,7 +27,8 @@ import numpy as np
 from model_server.errors import BAD_REQUEST, UNAVAILABLE, Refused
 from model_server.geometry.maps import Maps
 
-BACKENDS = ("learned", "hull")
+BACKENDS = ("learned", "round", "hull")
+DEFAULT_ROUNDNESS = 1.0
 DEFAULT_BACKEND = "learned"
 
 
@@ -48,15 +52,28 @@ def check_name(name: str) -> None:
         raise Refused(BAD_REQUEST, f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
 
 
-def load(name: str, weights: str | Path | None = None, device: str = "cpu") -> Backend:
+def check_roundness(roundness: float) -> None:
+    """Refuse a roundness outside [0, 1] (before any work is done)."""
+    if not isinstance(roundness, (int, float)) or isinstance(roundness, bool) or not 0.0 <= roundness <= 1.0:
+        raise Refused(BAD_REQUEST, f"roundness must be a number from 0 to 1, not {roundness!r}")
+
+
+def load(name: str, weights: str | Path | None = None, device: str = "cpu",
+         roundness: float = DEFAULT_ROUNDNESS) -> Backend:
     """The backend called ``name``; ``weights`` is the learned backend's checkpoint (the
-    shipped one when None). Raises Refused for an unknown name or a missing or unreadable
-    weights file (one sentence naming the path)."""
+    shipped one when None), ``roundness`` the round backend's control. Raises Refused for
+    an unknown name, a roundness outside [0, 1], or a missing or unreadable weights file
+    (one sentence naming the path)."""
     check_name(name)
+    check_roundness(roundness)
     if name == "hull":
         from model_server.reconstruct.backends.hull import HullBackend
 
         return HullBackend()
+    if name == "round":
+        from model_server.reconstruct.backends.round import RoundBackend
+
+        return RoundBackend(float(roundness))
     path = Path(weights).resolve() if weights is not None else None
     if path is not None and not path.is_file():
         raise Refused(UNAVAILABLE, f"The weights file {weights} does not exist.")

@@ -14,6 +14,7 @@ crease-sharp where two prisms meet, instead of faceted.
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
@@ -119,8 +120,17 @@ class HullField:
         return field
 
 
-def hull_mesh(field: HullField, grid_resolution: int = GRID_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
-    """A closed triangle surface of the hull, its vertices projected onto f = 0.
+class Field(Protocol):
+    """A solid's field, negative inside, about a world distance near its surface: the hull's,
+    or the round prior's (:mod:`.round`). Surfaced and rendered the same way."""
+
+    def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def grid(self, n: int, lo: float, hi: float) -> np.ndarray: ...
+
+
+def hull_mesh(field: Field, grid_resolution: int = GRID_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
+    """A closed triangle surface of the field's solid, its vertices projected onto f = 0.
 
     The surface is extracted from the level set f = COARSE_DILATION * spacing, not f = 0:
     a part thinner than the grid spacing (a lamp stem, a chair leg) may have no grid
@@ -137,13 +147,9 @@ def hull_mesh(field: HullField, grid_resolution: int = GRID_RESOLUTION) -> tuple
     return snap_to_surface(vertices, field.value_and_gradient, NEWTON_STEPS, spacing), faces
 
 
-def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
-              grid_resolution: int = GRID_RESOLUTION) -> Maps:
-    """Depth, normal and mask maps of the visual hull in the 14 views.
-
-    ``silhouettes`` maps 'front', 'side' and optionally 'top' to bool masks on their
-    [-1, 1] canvases. Each ray hit gets one Newton step along its ray onto f = 0."""
-    field = HullField(silhouettes)
+def field_maps(field: Field, res: int = RESOLUTION, grid_resolution: int = GRID_RESOLUTION) -> Maps:
+    """Depth, normal and mask maps of the field's solid in the 14 views: its surface-net
+    mesh is ray-cast, and each ray hit gets one Newton step along its ray onto f = 0."""
     vertices, faces = hull_mesh(field, grid_resolution)
     interrupt.checkpoint()
     ray_step_limit = 2.0 / (grid_resolution - 1)
@@ -157,6 +163,15 @@ def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
     step = np.where(facing, -f / np.where(facing, slope, 1.0), 0.0)
     depth[hit] += np.clip(step, -ray_step_limit, ray_step_limit)
     return assemble_maps(hit, depth.astype(np.float32), g)
+
+
+def hull_maps(silhouettes: dict[str, np.ndarray], res: int = RESOLUTION,
+              grid_resolution: int = GRID_RESOLUTION) -> Maps:
+    """Depth, normal and mask maps of the visual hull in the 14 views.
+
+    ``silhouettes`` maps 'front', 'side' and optionally 'top' to bool masks on their
+    [-1, 1] canvases."""
+    return field_maps(HullField(silhouettes), res, grid_resolution)
 
 
 class HullBackend:
