@@ -91,6 +91,9 @@ def superellipse(u: np.ndarray, v: np.ndarray, exponent: float) -> tuple[np.ndar
     """rho = (|u|^p + |v|^p)^(1/p) and its partial derivatives in u and v, computed
     without overflow for large p (rho tends to max(|u|, |v|): the rectangle)."""
     a, b = np.abs(u), np.abs(v)
+    if exponent == 2.0:    # the ellipse, the default: no powers to take
+        rho = np.maximum(np.hypot(a, b), 1e-12)
+        return rho, u / rho, v / rho
     m = np.maximum(np.maximum(a, b), 1e-12)
     ra, rb = a / m, b / m
     rho = np.maximum(m * (ra ** exponent + rb ** exponent) ** (1.0 / exponent), 1e-12)
@@ -170,8 +173,8 @@ class RoundField(HullField):
         intervals are sampled once per (x, z) and (y, z), then combined."""
         axis = np.linspace(lo, hi, n)
         field = super().grid(n, lo, hi)
-        u, half_u = self.front.plane(axis, axis)      # (x, z)
-        v, half_v = self.side.plane(axis, axis)       # (y, z)
+        u, half_u = (a.astype(np.float32) for a in self.front.plane(axis, axis))      # (x, z)
+        v, half_v = (a.astype(np.float32) for a in self.side.plane(axis, axis))       # (y, z)
         u, half_u = u[:, None, :], half_u[:, None, :]
         v, half_v = v[None, :, :], half_v[None, :, :]
         if self.top is None:
