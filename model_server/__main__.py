@@ -19,6 +19,7 @@ from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server.device import DEVICES, resolve_device
 from model_server.errors import Refused
+from model_server.reconstruct.backends import DEFAULT_BACKEND, DEFAULT_ROUNDNESS
 from model_server.server_limits import Limits
 
 WEIGHTS_HELP = ("checkpoint (from `train`) or exported weights (from `export-weights`) for the learned backend "
@@ -67,7 +68,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     rec.add_argument("--front", type=Path, help="front view PNG (looks along +Y)")
     rec.add_argument("--side", type=Path, help="side view PNG (looks along -X)")
     rec.add_argument("--top", type=Path, help="optional top view PNG (looks along -Z)")
-    rec.add_argument("--backend", choices=protocol.BACKENDS, default="learned")
+    rec.add_argument("--backend", choices=protocol.BACKENDS, default=DEFAULT_BACKEND,
+                     help="learned: the trained network; round: the hull rounded, no learning; hull: the visual "
+                          "hull, no learning (default %(default)s)")
+    rec.add_argument("--roundness", type=float, default=DEFAULT_ROUNDNESS, metavar="R",
+                     help="the round backend's cross-sections, from the hull's rectangles (0) to ellipses (1) "
+                          "(default %(default)s)")
     rec.add_argument("--detail", choices=protocol.DETAILS, default="medium")
     rec.add_argument("--weights", type=Path, help=WEIGHTS_HELP)
     rec.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
@@ -110,7 +116,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     needs_torch = args.refine > 0 or args.backend == "learned" or args.device != "auto"
     device = resolve_device(args.device) if needs_torch else "cpu"
     result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device, refine=args.refine,
-                                         weights=args.weights,
+                                         weights=args.weights, roundness=args.roundness,
                                          progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
     mesh_io.write_mesh(args.out, result.vertices, result.faces)
     timings = dict(result.timings, total=time.perf_counter() - started)

@@ -44,7 +44,7 @@ from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server import interrupt
 from model_server.errors import Refused
-from model_server.reconstruct import pipeline, poisson_solver
+from model_server.reconstruct import backends, pipeline, poisson_solver
 from model_server.server_limits import Limits
 from model_server.server_log import ServerLog
 
@@ -605,7 +605,8 @@ def _release_memory() -> None:
 def read_reconstruct_params(params: dict) -> dict:
     """The keyword arguments of :func:`pipeline.reconstruct_strokes`, validated."""
     return {
-        "backend": protocol.check_choice(params, "backend", protocol.BACKENDS, "learned"),
+        "backend": protocol.check_choice(params, "backend", protocol.BACKENDS, backends.DEFAULT_BACKEND),
+        "roundness": protocol.check_float(params, "roundness", *protocol.ROUNDNESS_RANGE, backends.DEFAULT_ROUNDNESS),
         "detail": protocol.check_choice(params, "detail", protocol.DETAILS, "medium"),
         "refine": protocol.check_int(params, "refine", 0, protocol.MAX_FIT_ITERATIONS, 0),
     }

@@ -217,15 +217,16 @@ def shutdown(host: str, port: int, token: str) -> None:
 
 
 def reconstruct(host: str, port: int, token: str, strokes: dict[str, list[np.ndarray]], *,
-                backend: str = "learned", detail: str = "medium", refine: int = 0,
-                on_progress: Progress | None = None, cancel: threading.Event | None = None,
-                idle_timeout: float = IDLE_TIMEOUT_S) -> ReconstructResult:
-    """Send a sketch (view -> list of (N, 2|3) world view-plane strokes); return the mesh."""
+                backend: str = protocol.DEFAULT_BACKEND, detail: str = "medium", refine: int = 0,
+                roundness: float = protocol.DEFAULT_ROUNDNESS, on_progress: Progress | None = None,
+                cancel: threading.Event | None = None, idle_timeout: float = IDLE_TIMEOUT_S) -> ReconstructResult:
+    """Send a sketch (view -> list of (N, 2|3) world view-plane strokes); return the mesh.
+    ``roundness`` is the round backend's (the others ignore it)."""
     arrays: dict[str, np.ndarray] = {}
     for view, view_strokes in strokes.items():
         if view_strokes:
             arrays.update(protocol.pack_strokes(view, view_strokes))
-    params = {"backend": backend, "detail": detail, "refine": int(refine)}
+    params = {"backend": backend, "detail": detail, "refine": int(refine), "roundness": float(roundness)}
     reply = request(host, port, token, "reconstruct", params, arrays, on_progress=on_progress, cancel=cancel,
                     idle_timeout=idle_timeout)
     vertices, faces = reply.arrays.get("vertices"), reply.arrays.get("faces")

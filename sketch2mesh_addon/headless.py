@@ -13,10 +13,11 @@ from polylines per view, ``{"front": [[[u, v], ...], ...], "side": ..., "top": .
 in world view-plane coordinates (the bundled examples' strokes.json).
 
 Options: ``--sketch NAME`` (default: the active, else the only, else the "Sketch"
-Grease Pencil object; with --strokes, the new sketch's name), ``--backend learned|hull``, ``--detail low|medium|high``,
-``--refine N``, ``--server-python PATH`` (default: the add-on preference, then the
-SKETCH2MESH_SERVER_PYTHON environment variable), ``--port N``, ``--out`` (repeat it
-to write several files) and ``--render PREVIEW.png`` (a headless render of the result).
+Grease Pencil object; with --strokes, the new sketch's name), ``--backend learned|round|hull``,
+``--roundness R`` (the round backend's, in [0, 1]), ``--detail low|medium|high``, ``--refine N``,
+``--server-python PATH`` (default: the add-on preference, then the SKETCH2MESH_SERVER_PYTHON
+environment variable), ``--port N``, ``--out`` (repeat it to write several files) and
+``--render PREVIEW.png`` (a headless render of the result).
 
 OBJ and PLY files keep Blender's Z-up world coordinates, like the model server's
 output; glTF is Y-up by its specification. The input .blend is never saved: the
@@ -73,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "JSON file {view: [[[u, v], ...], ...]} (examples/*/strokes.json)")
     parser.add_argument("--sketch", help="name of the Grease Pencil object to reconstruct")
     protocol = source_protocol()
-    parser.add_argument("--backend", choices=protocol.BACKENDS, default="learned")
+    parser.add_argument("--backend", choices=protocol.BACKENDS, default=protocol.DEFAULT_BACKEND)
+    parser.add_argument("--roundness", type=float, default=protocol.DEFAULT_ROUNDNESS, metavar="R",
+                        help="the round backend's cross-sections, from the hull's rectangles (0) to ellipses (1)")
     parser.add_argument("--detail", choices=protocol.DETAILS, default="medium")
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="Fit to strokes iterations (0 skips)")
     parser.add_argument("--server-python", help="Python of the server environment")
@@ -82,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file: .blend, .glb, .obj or .ply; repeat for several")
     parser.add_argument("--render", type=Path, help="also render a PNG preview of the result")
     return parser
+
+
+def check_roundness(value: float) -> None:
+    """Refuse a --roundness the server would refuse, before anything is opened."""
+    protocol = source_protocol()
+    try:
+        protocol.check_float({"roundness": value}, "roundness", *protocol.ROUNDNESS_RANGE, protocol.DEFAULT_ROUNDNESS)
+    except protocol.ProtocolError as exc:
+        raise HeadlessError(f"--{exc.message}") from None
 
 
 def enable_addon() -> tuple[str, bool]:
@@ -246,6 +258,7 @@ def run(args: argparse.Namespace) -> None:
         raise HeadlessError(f"--out must end in {', '.join(OUTPUT_SUFFIXES)}, not {bad[0].name!r}")
     if args.blend is not None and args.strokes is not None:
         raise HeadlessError("give either --blend or --strokes, not both")
+    check_roundness(args.roundness)
     if args.blend is not None:
         if not args.blend.is_file():
             raise HeadlessError(f"the file {args.blend} does not exist")
@@ -269,8 +282,8 @@ def run(args: argparse.Namespace) -> None:
         if bpy.context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
         bpy.context.view_layer.objects.active = sketch
-        bpy.ops.sketch2mesh.reconstruct(backend=args.backend.upper(), detail=args.detail.upper(),
-                                        refine_iterations=args.refine)
+        bpy.ops.sketch2mesh.reconstruct(backend=args.backend.upper(), roundness=args.roundness,
+                                        detail=args.detail.upper(), refine_iterations=args.refine)
         result = bpy.context.view_layer.objects.active
         mesh_import = importlib.import_module(addon_module + ".mesh_import")
         protocol = importlib.import_module(addon_module + ".protocol")

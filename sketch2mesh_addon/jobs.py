@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import client, server_process
+from . import client, protocol, server_process
 
 Progress = Callable[[str, float], None]
 Work = Callable[[Progress, threading.Event], Any]
@@ -95,14 +95,14 @@ def user_message(exc: BaseException) -> str:
 
 
 def reconstruct_work(settings: server_process.Settings, sketch: dict[str, list[np.ndarray]],
-                     backend: str, detail: str, refine: int) -> Work:
+                     backend: str, detail: str, refine: int, roundness: float = protocol.DEFAULT_ROUNDNESS) -> Work:
     """Work that makes sure a server runs, then reconstructs ``sketch`` on it."""
 
     def work(progress: Progress, cancel: threading.Event) -> client.ReconstructResult:
         progress("Connecting to the server", 0.0)
         server = server_process.ensure_server(settings, cancel)
         return client.reconstruct(server.host, server.port, server.token, sketch, backend=backend,
-                                  detail=detail, refine=refine, on_progress=progress, cancel=cancel,
+                                  detail=detail, refine=refine, roundness=roundness, on_progress=progress, cancel=cancel,
                                   idle_timeout=client.silence_timeout(server.status))
 
     return work

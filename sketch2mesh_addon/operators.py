@@ -15,14 +15,17 @@ import time
 
 import bpy
 import numpy as np
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import client, job_flow, jobs, mesh_import, preferences, protocol, server_process, strokes
 
 BACKENDS = (
     ("LEARNED", "Learned", "The trained network refines the visual hull: rounder cross-sections, cavities and holes"),
+    ("ROUND", "Round", "Rounded geometric backend: no network; the drawn outlines kept, cross-sections rounded "
+                       "as Roundness sets"),
     ("HULL", "Hull", "Geometric visual-hull backend: no network; boxy cross-sections, cavities filled"),
 )
+DEFAULT_BACKEND = protocol.DEFAULT_BACKEND.upper()
 DETAILS = (
     ("LOW", "Low", "Coarse and fast"),
     ("MEDIUM", "Medium", "Balanced"),
@@ -36,6 +39,14 @@ VIEWS = (
 VIEW_AXIS = {"FRONT": "FRONT", "SIDE": "RIGHT", "TOP": "TOP"}  # view3d.view_axis types
 DRAW_PLANE = {"FRONT": "AXIS_Y", "SIDE": "AXIS_X", "TOP": "AXIS_Z"}  # Grease Pencil drawing plane
 TIMER_S = 0.1
+
+
+def roundness_property() -> FloatProperty:
+    """The round backend's Roundness slider, for the operator and the panel alike."""
+    lo, hi = protocol.ROUNDNESS_RANGE
+    return FloatProperty(name="Roundness", description="Round backend: cross-sections from the hull's rectangles "
+                         "(0) to inscribed ellipses (1)", default=protocol.DEFAULT_ROUNDNESS, min=lo, max=hi,
+                         subtype="FACTOR")
 
 
 def _view3d_override(context: bpy.types.Context) -> dict | None:
@@ -241,7 +252,8 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_title = "Reconstruct"
 
-    backend: EnumProperty(name="Backend", items=BACKENDS, default="LEARNED")
+    backend: EnumProperty(name="Backend", items=BACKENDS, default=DEFAULT_BACKEND)
+    roundness: roundness_property()
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
     refine_iterations: IntProperty(name="Refine Iterations", description="Fit to strokes iterations after "
                                    "reconstruction (0 skips)", default=0, min=0, max=10_000)
@@ -265,7 +277,7 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
         self._sketch_name = obj.name
         self._unseen_centre = strokes.unseen_centre(obj, sketch)
         return jobs.reconstruct_work(preferences.settings(context), sketch, self.backend.lower(),
-                                     self.detail.lower(), self.refine_iterations)
+                                     self.detail.lower(), self.refine_iterations, self.roundness)
 
     def finish(self, context: bpy.types.Context, result: client.ReconstructResult) -> set[str]:
         sketch = bpy.data.objects.get(self._sketch_name)

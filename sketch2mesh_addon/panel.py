@@ -8,13 +8,14 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, PointerProperty
 
 from . import job_flow, jobs, mesh_import, preferences, server_process, strokes
-from .operators import BACKENDS, DETAILS
+from .operators import BACKENDS, DEFAULT_BACKEND, DETAILS, roundness_property
 
 
 class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
     """The panel's choices, saved with the scene."""
 
-    backend: EnumProperty(name="Backend", items=BACKENDS, default="LEARNED")
+    backend: EnumProperty(name="Backend", items=BACKENDS, default=DEFAULT_BACKEND)
+    roundness: roundness_property()
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
     fit_iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
     fit_sketch: PointerProperty(name="Sketch", type=bpy.types.Object, poll=lambda self, obj: strokes.is_sketch(obj),
@@ -91,10 +92,13 @@ class SKETCH2MESH_PT_reconstruct(Sketch2MeshPanel, bpy.types.Panel):
         layout = self.layout
         props = context.scene.sketch2mesh
         layout.prop(props, "backend")
+        row = layout.row()
+        row.active = props.backend == "ROUND"   # shown greyed out for the backends that ignore it
+        row.prop(props, "roundness", slider=True)
         layout.prop(props, "detail")
         if not draw_running_job(layout):
             op = layout.operator("sketch2mesh.reconstruct", text="Reconstruct from Sketch", icon="MESH_MONKEY")
-            op.backend, op.detail = props.backend, props.detail
+            op.backend, op.roundness, op.detail = props.backend, props.roundness, props.detail
         draw_notes(layout, context, context.active_object)
 
 

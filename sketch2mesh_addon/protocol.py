@@ -61,8 +61,11 @@ MAX_STROKES = 20_000
 MAX_MESH_VERTICES = 500_000
 MAX_FIT_FACES = 200_000
 MAX_FIT_ITERATIONS = 10_000
-BACKENDS = ("learned", "hull")
+BACKENDS = ("learned", "round", "hull")
+DEFAULT_BACKEND = "learned"   # the backend when none is chosen: the add-on's here, the same as the core's
 DETAILS = ("low", "medium", "high")
+ROUNDNESS_RANGE = (0.0, 1.0)  # the round backend's cross-sections: the hull's rectangles (0) to ellipses (1)
+DEFAULT_ROUNDNESS = 1.0
 
 
 class ProtocolError(Exception):
@@ -458,6 +461,16 @@ def check_int(params: dict, key: str, lo: int, hi: int, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ProtocolError("bad_request", f"{key} must be an integer in {lo}..{hi}, not {value!r}")
     return value
+
+
+def check_float(params: dict, key: str, lo: float, hi: float, default: float) -> float:
+    """Read a number parameter within [lo, hi]; an integer is taken as a float, while a
+    bool, a string, NaN or an infinity is refused."""
+    value = params.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi \
+            or not math.isfinite(value):
+        raise ProtocolError("bad_request", f"{key} must be a number from {lo:g} to {hi:g}, not {value!r}")
+    return float(value)
 
 
 # --- Token file --------------------------------------------------------------------

@@ -56,6 +56,36 @@ def test_backend_and_detail_choices_come_from_the_protocol(monkeypatch):
         parser.parse_args(["--backend", "learned", "--out", "x.obj"])
 
 
+def test_round_backend_and_roundness_parse_and_default_to_the_protocols():
+    parser = headless.build_parser()
+    args = parser.parse_args(["--backend", "round", "--roundness", "0.5", "--out", "x.obj"])
+    assert (args.backend, args.roundness) == ("round", 0.5)
+    args = parser.parse_args(["--out", "x.obj"])
+    assert (args.backend, args.roundness) == (protocol.DEFAULT_BACKEND, protocol.DEFAULT_ROUNDNESS)
+
+
+@pytest.mark.parametrize("roundness", ["2", "-0.5", "nan"])
+def test_headless_bad_roundness_is_one_line_and_no_output(sketch_blend, tmp_path, roundness):
+    out = tmp_path / "never.obj"
+    done = _run("--blend", str(sketch_blend), "--", "--backend", "round", f"--roundness={roundness}",
+                "--out", str(out), timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == \
+        f"error: --roundness must be a number from 0 to 1, not {float(roundness)!r}", done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_headless_reconstructs_with_the_round_backend(sketch_blend, served_scene, server, tmp_path):
+    bpy.ops.wm.open_mainfile(filepath=str(sketch_blend))
+    out = tmp_path / "round.ply"
+    argv = ["blender", "-b", str(sketch_blend), "-P", str(SCRIPT), "--", "--backend", "round", "--roundness", "0.5",
+            "--detail", "low", "--port", str(server["port"]), "--out", str(out)]
+    assert headless.main(argv) == 0
+    assert out.is_file() and out.read_bytes().startswith(b"ply")
+    assert bpy.data.objects["Sketch_mesh"]["sketch2mesh_backend"] == "round"
+
+
 @pytest.mark.slow
 def test_headless_writes_every_format_and_a_preview(sketch_blend, tmp_path, unused_port, server_python):
     before = _sha(sketch_blend)

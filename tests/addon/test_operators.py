@@ -223,3 +223,40 @@ def test_operator_choices_are_the_protocols():
 
     assert sorted(item[0].lower() for item in operators.BACKENDS) == sorted(protocol.BACKENDS)
     assert [item[0].lower() for item in operators.DETAILS] == list(protocol.DETAILS)
+
+
+def test_operator_defaults_and_roundness_slider_are_the_protocols(addon):
+    properties = bpy.ops.sketch2mesh.reconstruct.get_rna_type().properties
+    assert properties["backend"].default.lower() == protocol.DEFAULT_BACKEND
+    roundness = properties["roundness"]
+    assert roundness.default == protocol.DEFAULT_ROUNDNESS and roundness.subtype == "FACTOR"
+    assert (roundness.hard_min, roundness.hard_max) == protocol.ROUNDNESS_RANGE
+
+
+@pytest.mark.slow
+def test_the_round_backend_follows_its_roundness(served_scene, draw_sketch):
+    # The box sketch's cross-sections: the hull's rectangles at roundness 0, the ellipses
+    # inscribed in them (pi/4 of their area) at 1, the outlines as drawn either way.
+    sketch = draw_sketch()
+    volumes = {}
+    for roundness in (0.0, 0.5, 1.0):
+        bpy.context.view_layer.objects.active = sketch
+        assert _reconstruct(backend="ROUND", roundness=roundness, detail="LOW") == {"FINISHED"}
+        obj = bpy.context.view_layer.objects.active
+        assert obj["sketch2mesh_backend"] == "round"
+        v = _mesh_vertices(obj)
+        np.testing.assert_allclose([v[:, 0].min(), v[:, 0].max(), v[:, 2].min(), v[:, 2].max()],
+                                   [-0.6, 0.6, -0.4, 0.4], atol=0.08)
+        volumes[roundness] = _volume(obj)
+    assert volumes[0.0] > volumes[0.5] > volumes[1.0] > 0.7 * volumes[0.0], volumes
+
+
+def _volume(obj) -> float:
+    import bmesh
+
+    mesh = bmesh.new()
+    mesh.from_mesh(obj.data)
+    try:
+        return mesh.calc_volume()
+    finally:
+        mesh.free()

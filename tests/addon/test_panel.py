@@ -12,23 +12,27 @@ from types import SimpleNamespace
 import bpy
 import pytest
 
-from sketch2mesh_addon import jobs, mesh_import, panel, strokes
+from sketch2mesh_addon import jobs, mesh_import, panel, protocol, strokes
 
 WAIT_S = 60
 
 
 class Layout:
     """Records a panel's drawing as ('label', text), ('prop', name), ('operator', idname,
-    its properties) and ('progress', text, factor); rows and boxes draw into the same list."""
+    its properties) and ('progress', text, factor); rows and boxes draw into the same list.
+    A prop drawn where ``active`` is false (greyed out) also records ('inactive', name)."""
 
-    def __init__(self):
-        self.drawn: list[tuple] = []
+    def __init__(self, drawn: list[tuple] | None = None):
+        self.drawn: list[tuple] = [] if drawn is None else drawn
+        self.active = True
 
     def label(self, text: str = "", icon: str = "NONE") -> None:
         self.drawn.append(("label", text))
 
     def prop(self, data, name: str, **options) -> None:
         self.drawn.append(("prop", name))
+        if not self.active:
+            self.drawn.append(("inactive", name))
 
     def operator(self, idname: str, text: str = "", icon: str = "NONE") -> SimpleNamespace:
         properties = SimpleNamespace()
@@ -39,10 +43,10 @@ class Layout:
         self.drawn.append(("progress", text, factor))
 
     def row(self, align: bool = False) -> Layout:
-        return self
+        return Layout(self.drawn)
 
     def box(self) -> Layout:
-        return self
+        return Layout(self.drawn)
 
 
 def draw(panel_class: type) -> list[tuple]:
@@ -80,6 +84,20 @@ def test_reconstruct_button_carries_the_scenes_backend_and_detail(scene):
     bpy.context.scene.sketch2mesh.backend, bpy.context.scene.sketch2mesh.detail = "LEARNED", "HIGH"
     button = operators_drawn(draw(panel.SKETCH2MESH_PT_reconstruct))["sketch2mesh.reconstruct"]
     assert (button.backend, button.detail) == ("LEARNED", "HIGH")
+
+
+def test_reconstruct_shows_the_roundness_slider_and_its_button_carries_it(scene):
+    settings = bpy.context.scene.sketch2mesh
+    assert settings.backend.lower() == protocol.DEFAULT_BACKEND
+    assert settings.roundness == protocol.DEFAULT_ROUNDNESS
+    assert settings.bl_rna.properties["roundness"].subtype == "FACTOR"
+    for backend in ("ROUND", "HULL", "LEARNED"):
+        settings.backend, settings.roundness = backend, 0.25
+        drawn = draw(panel.SKETCH2MESH_PT_reconstruct)
+        assert ("prop", "roundness") in drawn             # shown for every backend, live for round only
+        assert (("inactive", "roundness") in drawn) == (backend != "ROUND")
+        button = operators_drawn(drawn)["sketch2mesh.reconstruct"]
+        assert (button.backend, button.roundness) == (backend, 0.25)
 
 
 def test_fit_button_carries_the_scenes_iterations(scene):

@@ -105,6 +105,28 @@ def test_request_fields_are_validated(header, code):
     assert err.value.code == code
 
 
+@pytest.mark.parametrize("params, expected", [
+    ({}, protocol.DEFAULT_ROUNDNESS), ({"roundness": 0}, 0.0), ({"roundness": 0.25}, 0.25), ({"roundness": 1}, 1.0),
+])
+def test_roundness_is_a_number_from_0_to_1(params, expected):
+    value = protocol.check_float(params, "roundness", *protocol.ROUNDNESS_RANGE, protocol.DEFAULT_ROUNDNESS)
+    assert value == expected and type(value) is float
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, 2, float("nan"), float("inf"), -float("inf"), True, "0.5", None,
+                                   [0.5], 10 ** 400])
+def test_bad_roundness_is_refused_with_a_sentence(value):
+    with pytest.raises(ProtocolError) as err:
+        protocol.check_float({"roundness": value}, "roundness", *protocol.ROUNDNESS_RANGE, protocol.DEFAULT_ROUNDNESS)
+    assert err.value.code == "bad_request"
+    assert err.value.message.startswith("roundness must be a number from 0 to 1, not ")
+
+
+def test_the_default_backend_is_one_of_the_backends():
+    assert protocol.DEFAULT_BACKEND in protocol.BACKENDS
+    assert protocol.ROUNDNESS_RANGE[0] <= protocol.DEFAULT_ROUNDNESS <= protocol.ROUNDNESS_RANGE[1]
+
+
 def square(cx=0.0, cy=0.0, r=0.5, n=40):
     t = np.linspace(0, 2 * np.pi, n)
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)

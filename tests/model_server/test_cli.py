@@ -126,6 +126,34 @@ def test_the_learned_backend_is_the_default_and_a_missing_weights_file_is_named(
     assert proc.returncode != 0 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("roundness", ["0", "0.5", "1"])
+def test_the_round_backend_runs_from_pngs_and_keeps_the_outlines(tmp_path, roundness):
+    front = outline_png(tmp_path / "f.png", (-0.5, -0.7, 0.3, 0.7))
+    side = outline_png(tmp_path / "s.png", (-0.4, -0.7, 0.4, 0.7), ellipse=False)
+    out, report = tmp_path / "mesh.ply", tmp_path / "report.json"
+    proc = reconstruct("--front", str(front), "--side", str(side), "--backend", "round", "--roundness", roundness,
+                       "--detail", "low", "--out", str(out), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(report.read_text())
+    assert rep["backend"] == "round" and rep["device"] == "cpu" and rep["faces"] > 100
+    v = read_vertices(out)
+    lo, hi = v.min(0), v.max(0)
+    np.testing.assert_allclose([lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]],
+                               [-0.5, 0.3, -0.4, 0.4, -0.7, 0.7], atol=0.06)
+
+
+@pytest.mark.parametrize("roundness", ["2", "-0.1", "nan", "inf"])
+def test_a_roundness_outside_0_to_1_is_one_line_and_no_output(tmp_path, roundness):
+    good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
+    out, report = tmp_path / "m.ply", tmp_path / "r.json"
+    proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "round", f"--roundness={roundness}",
+                       "--out", str(out), "--report", str(report))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "roundness" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not report.exists()
+
+
 def test_unknown_output_format_is_refused(tmp_path):
     good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
     proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "hull", "--out", str(tmp_path / "m.stl"))

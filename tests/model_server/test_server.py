@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from server_harness import REPO, Server, ellipsoid_mesh, ring, sketch_arrays
+from server_harness import REPO, Server, ellipsoid_mesh, raw_frame, ring, sketch_arrays
 
 from sketch2mesh_addon import protocol
 
@@ -92,10 +92,48 @@ def test_the_learned_backend_is_the_default_over_the_socket(server):
     ({"detail": 3}, "bad_request"),
     ({"refine": -1}, "bad_request"),
     ({"refine": protocol.MAX_FIT_ITERATIONS + 1}, "bad_request"),
+    ({"backend": "round", "roundness": 2}, "bad_request"),
+    ({"backend": "round", "roundness": -0.5}, "bad_request"),
+    ({"backend": "round", "roundness": "1"}, "bad_request"),
+    ({"backend": "round", "roundness": True}, "bad_request"),
+    ({"backend": "round", "roundness": None}, "bad_request"),
 ])
 def test_bad_parameters_are_refused(server, params, code):
     _, msg = server.call("reconstruct", params, sketch_arrays())
     assert msg.header["error"]["code"] == code, msg.header
+    assert server.alive()
+
+
+def _volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    a, b, c = (vertices[faces[:, i]].astype(np.float64) for i in range(3))
+    return abs(float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
+
+
+def test_the_round_backend_takes_its_roundness_from_the_wire(server):
+    volumes = {}
+    for roundness in (0.0, 1):
+        _, msg = server.call("reconstruct", {"backend": "round", "roundness": roundness, "detail": "low"},
+                             sketch_arrays())
+        assert msg.header["kind"] == "result", msg.header
+        assert msg.header["result"]["backend"] == "round"
+        lo, hi = msg.arrays["vertices"].min(0), msg.arrays["vertices"].max(0)
+        np.testing.assert_allclose((lo + hi) / 2, [2.0, -1.0, 1.0], atol=0.05)
+        np.testing.assert_allclose(hi - lo, [1.2, 0.8, 1.8], atol=0.08)
+        volumes[roundness] = _volume(msg.arrays["vertices"], msg.arrays["faces"])
+    # Ellipses fill pi/4 of the rectangles they are inscribed in; the outlines stay as drawn.
+    assert 0.7 < volumes[1] / volumes[0.0] < 0.87, volumes
+
+
+def test_an_infinite_roundness_is_refused(server):
+    header = protocol.make_request("reconstruct", server.token, "inf", {"backend": "round", "roundness": 0.25})
+    frame = protocol.encode(header, sketch_arrays())
+    hlen, _ = protocol.parse_prefix(frame[:protocol.PREFIX.size])
+    head = frame[protocol.PREFIX.size:protocol.PREFIX.size + hlen]
+    assert head.count(b'"roundness":0.25') == 1
+    reply = server.send_raw(raw_frame(head.replace(b'"roundness":0.25', b'"roundness":1e400'),
+                                      frame[protocol.PREFIX.size + hlen:]))
+    assert reply is not None and reply.header["error"]["code"] == "bad_request", reply and reply.header
+    assert "roundness" in reply.header["error"]["message"]
     assert server.alive()
 
 
