@@ -1,5 +1,6 @@
 """Design comparison at an equal training budget: refine-the-hull (RefineNet) vs the
-paper's sketch -> 14 decoders (MultiViewNet), and the hull itself, on the same shapes.
+paper's sketch -> 14 decoders (MultiViewNet), beside the two priors without learning (the
+hull and the round backend, at its default roundness), on the same shapes.
 
 Usage (from the repository root, in the server environment):
 
@@ -9,8 +10,9 @@ Usage (from the repository root, in the server environment):
 Both checkpoints should come from ``train`` runs given the same CPU time (the README's
 recipe ran them side by side, one core each). Per shape, from its clean front and side
 sketches (top drawn): the views' maps against the ground truth (depth L1 where both show
-the object, mask IoU), then the mesh each design's maps fuse into (same fusion settings),
-scored against the ground-truth mesh (Chamfer, volumetric IoU).
+the object, mask IoU), then the mesh each design's maps fuse into (each backend's own fusion
+settings; the learned ones' for the multi-view design), scored against the ground-truth
+mesh (Chamfer, volumetric IoU, normal consistency).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from model_server.reconstruct import fusion  # noqa: E402
 from model_server.reconstruct.backends.hull import HullBackend  # noqa: E402
 from model_server.reconstruct.backends.learned import (FUSION_DEPTH_TOLERANCE_PX, FUSION_PRUNE_VOTES,  # noqa: E402
                                                       LearnedBackend)
-from model_server.reconstruct.pipeline import read_sketch  # noqa: E402
+from model_server.reconstruct.backends.round import RoundBackend  # noqa: E402
+from model_server.sketch.read import read_sketch  # noqa: E402
 
-DESIGNS = ("hull", "refine", "multiview")
+DESIGNS = ("hull", "round", "refine", "multiview")
 
 
 def multiview_maps(model: torch.nn.Module, inks: dict[str, np.ndarray]) -> Maps:
@@ -67,10 +70,11 @@ def main() -> None:
     torch.set_num_threads(2)
     meta = read_meta(args.data)
     style = meta["styles"].index("clean")
-    refine, multiview, hull = LearnedBackend(args.refine), load_model(args.multiview), HullBackend()
+    predictors = {"hull": HullBackend(), "round": RoundBackend(), "refine": LearnedBackend(args.refine)}
+    multiview = load_model(args.multiview)
     groups = {"held-out": args.families.split(","), "seen (test split)": args.seen.split(",")}
-    print("group | design | depth L1 | mask IoU | Chamfer | vIoU | built")
-    print("--- | --- | --- | --- | --- | --- | ---")
+    print("group | design | depth L1 | mask IoU | Chamfer | vIoU | NC | built")
+    print("--- | --- | --- | --- | --- | --- | --- | ---")
     for group, families in groups.items():
         rows = {d: [] for d in DESIGNS}
         for family in families:
@@ -82,21 +86,24 @@ def main() -> None:
                 sketch = read_sketch(images, {})
                 truth = Maps(shape["depth"], shape["normal"], shape["mask"])
                 rng = np.random.default_rng(0)
-                true_pts, _ = metrics.sample_surface(shape["vertices"], shape["faces"], metrics.SURFACE_SAMPLES, rng)
+                true_pts, true_normals = metrics.sample_surface(shape["vertices"], shape["faces"],
+                                                                metrics.SURFACE_SAMPLES, rng)
                 for design in DESIGNS:
                     if design == "multiview":
                         maps = multiview_maps(multiview, sketch.images)
+                        tolerance, votes = FUSION_DEPTH_TOLERANCE_PX, FUSION_PRUNE_VOTES
                     else:
-                        maps = (hull if design == "hull" else refine).predict(sketch.images, sketch.silhouettes, 256)
+                        maps = predictors[design].predict(sketch.images, sketch.silhouettes, 256)
+                        tolerance, votes = predictors[design].depth_tolerance_px, predictors[design].prune_votes
                     depth, iou = map_scores(maps, truth)
-                    tolerance = 2.0 if design == "hull" else FUSION_DEPTH_TOLERANCE_PX
-                    votes = 1 if design == "hull" else FUSION_PRUNE_VOTES
                     try:
-                        v, f = fusion.fuse(maps, "medium", depth_tolerance_px=tolerance, prune_votes=votes)
-                        pts, _ = metrics.sample_surface(v, f, metrics.SURFACE_SAMPLES, rng)
+                        fused = fusion.fuse(maps, "medium", depth_tolerance_px=tolerance, prune_votes=votes)
+                        v, f = fused.vertices, fused.faces
+                        pts, normals = metrics.sample_surface(v, f, metrics.SURFACE_SAMPLES, rng)
                         mesh = (metrics.chamfer(pts, true_pts),
                                 metrics.volumetric_iou((v, f), (shape["vertices"], shape["faces"]),
-                                                       metrics.VOLUME_RESOLUTION))
+                                                       metrics.VOLUME_RESOLUTION),
+                                metrics.normal_consistency(pts, normals, true_pts, true_normals))
                     except Exception as exc:  # noqa: BLE001 - a design that cannot fuse is scored as not built
                         print(f"  {entry['id']} {design}: {exc}", file=sys.stderr)
                         mesh = None
@@ -106,7 +113,8 @@ def main() -> None:
             built = [m for _, _, m in r if m is not None]
             print(f"{group} | {design} | {np.mean([x[0] for x in r]):.4f} | {np.mean([x[1] for x in r]):.3f} | "
                   f"{np.mean([m[0] for m in built]) if built else float('nan'):.4f} | "
-                  f"{np.mean([m[1] for m in built]) if built else float('nan'):.3f} | {len(built)}/{len(r)}")
+                  f"{np.mean([m[1] for m in built]) if built else float('nan'):.3f} | "
+                  f"{np.mean([m[2] for m in built]) if built else float('nan'):.3f} | {len(built)}/{len(r)}")
 
 
 if __name__ == "__main__":

@@ -321,20 +321,26 @@ def _components(mesh: o3d.geometry.TriangleMesh) -> tuple[np.ndarray, np.ndarray
     return np.asarray(labels), np.asarray(sizes)
 
 
-def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = None,
-         steps: list[str] | None = None, depth_tolerance_px: float = DEPTH_TOLERANCE_PX,
-         prune_votes: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Maps of the 14 views -> (vertices (V, 3) float32, faces (F, 3) int32), watertight and outward.
+@dataclass(frozen=True)
+class Fused:
+    """A fused surface, the way it was made and where its time went."""
+
+    vertices: np.ndarray    # (V, 3) float32
+    faces: np.ndarray       # (F, 3) int32, watertight and outward
+    step: str               # the attempt that gave a closed surface (see ATTEMPTS)
+    fuse_s: float           # seconds on points, pruning and cleaning
+    poisson_s: float        # seconds in the Poisson solves
+
+
+def fuse(maps: Maps, detail: str = "medium", depth_tolerance_px: float = DEPTH_TOLERANCE_PX,
+         prune_votes: int = 1) -> Fused:
+    """Maps of the 14 views -> a watertight, outward mesh, the attempt that closed it and its timings.
 
     ``depth_tolerance_px`` and ``prune_votes`` say how much the pruning trusts the views
     (see :func:`consistent`): exact maps (the hull's) take the defaults, predicted ones
-    a wider tolerance and two contradicting views.
-
-    Adds 'fuse' (points, pruning, cleaning) and 'poisson' seconds to ``timings``, and to
-    ``steps`` the way that gave a closed surface (see ATTEMPTS). Raises NotClosed when
-    none did."""
+    a wider tolerance and two contradicting views. Raises NotClosed when no attempt
+    (see ATTEMPTS) gave a closed surface."""
     settings = DETAILS[detail]
-    timings = {} if timings is None else timings
     start = time.perf_counter()
     points, normals, source = oriented_points(maps, spacing=settings.voxel_size / THIN_REFINEMENT)
     keep = consistent(points, source, maps, depth_tolerance_px=depth_tolerance_px, votes=prune_votes)
@@ -343,7 +349,7 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
     points, normals = points[keep], normals[keep]
     thin = thin_parts(points, maps, THIN_WIDTH_VOXELS * settings.voxel_size)
     half_pixel = 0.5 * VIEWS[0].pixel_size(maps.resolution)
-    timings["fuse"] = timings.get("fuse", 0.0) + time.perf_counter() - start
+    fuse_s, poisson_s = time.perf_counter() - start, 0.0
     clouds: dict[float, o3d.geometry.PointCloud] = {}   # one per voxel grid shift; the octree attempts share it
     for what, shift, deeper in ATTEMPTS:
         interrupt.checkpoint()
@@ -364,12 +370,10 @@ def fuse(maps: Maps, detail: str = "medium", timings: dict[str, float] | None = 
             closed = True
         except NotClosed:
             closed = False
-        timings["fuse"] += (after_points - start) + (time.perf_counter() - after_poisson)
-        timings["poisson"] = timings.get("poisson", 0.0) + (after_poisson - after_points)
+        fuse_s += (after_points - start) + (time.perf_counter() - after_poisson)
+        poisson_s += after_poisson - after_points
         if closed:
-            if steps is not None:
-                steps.append(f"{what} (octree depth {depth})")
-            return vertices, faces
+            return Fused(vertices, faces, f"{what} (octree depth {depth})", fuse_s, poisson_s)
     raise NotClosed(BAD_INPUT, NOT_CLOSED)
 
 

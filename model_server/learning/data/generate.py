@@ -169,8 +169,8 @@ def hull_inputs(inks: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndar
     from model_server.errors import Refused
     from model_server.reconstruct.backends.hull import hull_maps
     from model_server.reconstruct.backends.refine_maps import network_inputs
-    from model_server.reconstruct.pipeline import read_sketch
     from model_server.sketch.align import VerticalAlignment
+    from model_server.sketch.read import read_sketch
 
     inputs, styles = [], []
     for variant in range(REFINE_VARIANTS):

@@ -58,10 +58,11 @@ def test_points_other_views_contradict_are_pruned(box_maps):
 
 @pytest.mark.parametrize("detail", ["low", "medium"])
 def test_fused_mesh_is_watertight_outward_and_clean(box_maps, detail):
-    timings = {}
-    vertices, faces = fusion.fuse(box_maps, detail, timings)
+    fused = fusion.fuse(box_maps, detail)
+    vertices, faces = fused.vertices, fused.faces
     assert vertices.dtype == np.float32 and faces.dtype == np.int32
-    assert set(timings) == {"fuse", "poisson"}
+    assert fused.fuse_s > 0 and fused.poisson_s > 0
+    assert fused.step == f"Poisson (octree depth {fusion.DETAILS[detail].poisson_depth})"
     assert closed_and_oriented(faces)
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices.astype(np.float64)),
                                      o3d.utility.Vector3iVector(faces))

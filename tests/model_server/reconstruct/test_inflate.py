@@ -140,12 +140,13 @@ def test_a_thin_stem_stays_a_closed_solid_a_few_pixels_thick(stem_px):
     (disk(0.2, cu=-0.5) | disk(0.35, cu=0.4), "side"),
 ])
 def test_fusion_makes_a_closed_outward_mesh(silhouette, view):
-    vertices, faces = fusion.fuse(inflated_maps(view, silhouette, RES), "low")
-    assert closed_and_oriented(faces) and signed_volume(vertices, faces) > 0
+    fused = fusion.fuse(inflated_maps(view, silhouette, RES), "low")
+    assert closed_and_oriented(fused.faces) and signed_volume(fused.vertices, fused.faces) > 0
 
 
 def test_the_fused_sphere_has_the_spheres_volume(sphere_maps):
-    vertices, faces = fusion.fuse(sphere_maps, "medium")
+    fused = fusion.fuse(sphere_maps, "medium")
+    vertices, faces = fused.vertices, fused.faces
     assert signed_volume(vertices, faces) == pytest.approx(4.0 / 3.0 * np.pi * 0.6 ** 3, rel=0.04)
     lo, hi = vertices.min(0), vertices.max(0)
     np.testing.assert_allclose(lo, -hi, atol=2 * PIXEL)                # centred: symmetric about y = 0 too

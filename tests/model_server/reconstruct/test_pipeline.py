@@ -12,7 +12,7 @@ from model_server.sketch.png import load_png_sketch
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette
 
-TIMING_KEYS = {"rasterize", "predict", "fuse", "poisson", "refine", "total"}
+TIMING_KEYS = {"rasterize", "predict", "fuse", "snap", "trust", "refine", "poisson", "total"}
 
 
 @pytest.fixture(scope="module")
