@@ -1,13 +1,14 @@
-"""Benchmark the learned backend against the hull, in the same run: quality and speed tables.
+"""Benchmark the learned backend against the hull and the round prior, in the same run: quality and speed tables.
 
 Usage (from the repository root, in the server environment):
 
     python benchmarks/bench_learned.py --data ~/.cache/sketch2mesh/data [--per-family 6]
         [--weights W] [--meshes ../shared/eval-meshes] [--quality-only | --speed-only]
 
-Quality: every shape is rebuilt from its front and side sketches by both backends, at the
-default detail, and scored against its ground-truth mesh (``evaluation.evaluate``):
-Chamfer, volumetric IoU, F-score at 1%, and silhouette IoU of front and side against the
+Quality: every shape is rebuilt from its front and side sketches by each backend (hull |
+round | learned, the round one at its default roundness), at the default detail, and
+scored against its ground-truth mesh (``evaluation.evaluate``): Chamfer, volumetric IoU,
+normal consistency, F-score at 1%, and silhouette IoU of front and side against the
 filled input silhouettes. Sets:
 
 - held-out families: the families the shipped weights were trained without
@@ -16,8 +17,8 @@ filled input silhouettes. Sets:
 - ``--meshes``: real models (``../shared/eval-meshes``), sketched clean, then sketchy.
 
 Speed: warm server-side reconstruct of the bundled examples (median of ``--repeats``),
-the predict stage alone, peak memory of a fresh process doing one learned reconstruct,
-and the shipped weights' size.
+the predict stage alone, peak memory of a fresh process doing one reconstruct with each
+backend, and the shipped weights' size.
 """
 
 from __future__ import annotations
@@ -36,43 +37,47 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_server.evaluation.evaluate import dataset_cases, evaluate_case, mesh_cases  # noqa: E402
+from model_server.evaluation.evaluate import dataset_cases, evaluate_backends, mesh_cases  # noqa: E402
 from model_server.reconstruct import pipeline  # noqa: E402
 from model_server.reconstruct.backends.learned import SHIPPED_WEIGHTS  # noqa: E402
 from model_server.sketch.png import load_png_sketch  # noqa: E402
 
-BACKENDS = ("hull", "learned")
-METRICS = (("chamfer", "Chamfer", "{:.4f}"), ("volume_iou", "vIoU", "{:.3f}"), ("f_score_1", "F@1%", "{:.3f}"),
+BACKENDS = ("hull", "round", "learned")   # the first is the baseline the others are compared with
+METRICS = (("chamfer", "Chamfer", "{:.4f}"), ("volume_iou", "vIoU", "{:.3f}"),
+           ("normal_consistency", "NC", "{:.3f}"), ("f_score_1", "F@1%", "{:.3f}"),
            ("silhouette_iou_front", "sIoU-f", "{:.3f}"), ("silhouette_iou_side", "sIoU-s", "{:.3f}"))
 
 
 def quality_rows(cases: list, group: callable, weights: Path | None) -> dict[str, dict[str, list[dict]]]:
-    """group -> backend -> score rows, both backends on every case (same sketch noise)."""
+    """group -> backend -> score rows, every backend on every case (same sketches, same samples)."""
     out: dict[str, dict[str, list[dict]]] = {}
     for index, (shape_id, load) in enumerate(cases):
-        for backend in BACKENDS:
-            row = evaluate_case(shape_id, load, backend, "medium", "cpu", np.random.default_rng([0, index]),
-                                weights=weights if backend == "learned" else None)
+        rows = evaluate_backends(shape_id, load, BACKENDS, "medium", "cpu", np.random.default_rng([0, index]),
+                                 weights=weights)
+        for backend, row in rows.items():
             out.setdefault(group(row), {}).setdefault(backend, []).append(row)
-        print(f"  {shape_id}: " + ", ".join(
-            f"{b} {out[group(row)][b][-1].get('chamfer', float('nan')):.4f}" for b in BACKENDS), file=sys.stderr)
+        print(f"  {shape_id}: " + ", ".join(f"{b} {rows[b].get('chamfer', float('nan')):.4f}" for b in BACKENDS),
+              file=sys.stderr)
     return out
 
 
 def table(title: str, groups: dict[str, dict[str, list[dict]]]) -> str:
-    """Per group and overall: each metric for hull and learned, learned's Chamfer ratio and
-    vIoU gain, and how many shapes were built."""
-    heads = ["group", "n", "built h/l"] + [f"{h} {b[0]}" for _, h, _ in METRICS for b in BACKENDS] + ["Ch l/h", "vIoU +"]
+    """Per group and overall: each metric for every backend side by side, each other
+    backend's Chamfer ratio and vIoU gain over the hull, and how many shapes each built."""
+    base, others = BACKENDS[0], BACKENDS[1:]
+    initials = "/".join(b[0] for b in BACKENDS)
+    heads = (["group", "n", f"built {initials}"] + [f"{h} {b[0]}" for _, h, _ in METRICS for b in BACKENDS]
+             + [f"Ch {b[0]}/{base[0]}" for b in others] + [f"vIoU +{b[0]}" for b in others])
     lines = [f"## {title}", " | ".join(heads), " | ".join("---" for _ in heads)]
     everything = {b: [r for g in groups.values() for r in g.get(b, [])] for b in BACKENDS}
     for name, rows in sorted(groups.items()) + [("all", everything)]:
-        both = [i for i, (h, l) in enumerate(zip(rows["hull"], rows["learned"])) if h["ok"] and l["ok"]]
-        mean = {b: {k: float(np.mean([rows[b][i][k] for i in both])) if both else float("nan") for k, _, _ in METRICS}
+        built = [i for i in range(len(rows[base])) if all(rows[b][i]["ok"] for b in BACKENDS)]
+        mean = {b: {k: float(np.mean([rows[b][i][k] for i in built])) if built else float("nan") for k, _, _ in METRICS}
                 for b in BACKENDS}
-        cells = [name, str(len(rows["hull"])), "/".join(str(sum(r["ok"] for r in rows[b])) for b in BACKENDS)]
+        cells = [name, str(len(rows[base])), "/".join(str(sum(r["ok"] for r in rows[b])) for b in BACKENDS)]
         cells += [fmt.format(mean[b][k]) for k, _, fmt in METRICS for b in BACKENDS]
-        cells += [f"{mean['learned']['chamfer'] / mean['hull']['chamfer']:.2f}",
-                  f"{mean['learned']['volume_iou'] - mean['hull']['volume_iou']:+.3f}"]
+        cells += [f"{mean[b]['chamfer'] / mean[base]['chamfer']:.2f}" for b in others]
+        cells += [f"{mean[b]['volume_iou'] - mean[base]['volume_iou']:+.3f}" for b in others]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 
@@ -109,7 +114,7 @@ def _families(data: Path) -> set[str]:
 
 def speed(args: argparse.Namespace) -> list[str]:
     """Warm, server-side: each backend is loaded once, then every example is rebuilt
-    ``repeats`` times, alternating backends so both see the same machine noise."""
+    ``repeats`` times, alternating backends so all see the same machine noise."""
     examples = sorted(p for p in (ROOT / "examples").iterdir() if (p / "front.png").is_file())
     inks = {p.name: {v: load_png_sketch(p / f"{v}.png") for v in ("front", "side")} for p in examples}
     for backend in BACKENDS:  # warm-up: imports, weights, caches

@@ -1,6 +1,7 @@
 """Evaluation harness: reconstruct shapes from their sketches and measure them against the truth.
 
-``python -m model_server evaluate --data DIR | --meshes FOLDER [--backend learned|hull] [--weights W] --report R.json``
+``python -m model_server evaluate --data DIR | --meshes FOLDER [--backend hull,round,learned]
+[--roundness R] [--weights W] --report R.json``
 
 Every shape is reconstructed from its front and side sketches through the same pipeline
 as the server (``pipeline.reconstruct_images``), in the canonical frame, and compared with
@@ -8,8 +9,12 @@ its ground-truth mesh: Chamfer distance, volumetric IoU, normal consistency, F-s
 and 2% of the frame size, silhouette IoU against the input sketch, and time (see
 :mod:`model_server.evaluation.metrics`). A dataset (``--data``) supplies sketches and meshes; a folder
 of meshes (``--meshes``) is normalised into the canonical frame and sketched here in the
-chosen style. A shape that fails is recorded with its error and the run goes on; only
-problems with the whole run (an unavailable backend, a bad option) stop it.
+chosen style. ``--backend`` may name several backends: each shape is then loaded once and
+rebuilt by each in turn from the same sketches, scored against the same ground-truth
+samples, and the table shows them side by side, with each one's Chamfer and time as a
+ratio to the hull's and its other measures as a difference to the hull's. A shape that
+fails is recorded with its error and the run goes on; only problems with the whole run
+(an unavailable backend, a bad option) stop it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from model_server.geometry.mesh import closed_and_oriented
 from model_server.geometry.views import INPUT_VIEWS
 from model_server.learning.data import meshes
 from model_server.reconstruct import pipeline
-from model_server.reconstruct.backends import BACKENDS, DEFAULT_BACKEND
+from model_server.reconstruct.backends import BACKENDS, DEFAULT_BACKEND, DEFAULT_ROUNDNESS, check_roundness
 from model_server.reconstruct.fusion import DETAILS
 
 SKETCH_VIEWS = ("front", "side")          # the views every shape is reconstructed from
@@ -49,6 +54,17 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("silhouette_iou_side", "sIoU-s", "{:.3f}"),
     ("time_s", "time s", "{:.2f}"),
 )
+RATIO_COLUMNS = frozenset({"chamfer", "time_s"})   # compared with the hull's as a ratio; the rest as a difference
+BASELINE = "hull"                                   # what the other backends are compared with
+
+
+def parse_backends(text: str) -> tuple[str, ...]:
+    """``--backend``'s value: one backend, or several, comma-separated, each named once."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names or any(name not in BACKENDS for name in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"give one or more of {', '.join(BACKENDS)}, comma-separated, "
+                                         f"each once; not {text!r}")
+    return names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data", type=Path, help="dataset folder (from `python -m model_server dataset`)")
     source.add_argument("--meshes", type=Path,
                         help="folder of meshes (OBJ, PLY, OFF, STL, GLB, glTF) to sketch and rebuild")
-    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                        help="(default %(default)s)")
+    parser.add_argument("--backend", type=parse_backends, default=DEFAULT_BACKEND, metavar="NAME[,NAME...]",
+                        help=f"one of {', '.join(BACKENDS)}, or several comma-separated to compare them side "
+                             "by side (default %(default)s)")
+    parser.add_argument("--roundness", type=float, default=DEFAULT_ROUNDNESS, metavar="R",
+                        help="the round backend's cross-sections, from the hull's rectangles (0) to ellipses (1) "
+                             "(default %(default)s)")
     parser.add_argument("--weights", type=Path, help="the learned backend's checkpoint (default: the shipped weights)")
     parser.add_argument("--families", help="comma-separated dataset families to evaluate (default: all)")
     parser.add_argument("--refine", type=int, default=0, metavar="ITERATIONS", help="Fit to strokes iterations (0 skips)")
@@ -76,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Evaluate every selected shape, write the JSON report and print the table."""
     check_iterations(args.refine, "--refine")
+    check_roundness(args.roundness)
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1.")
     from tqdm import tqdm
@@ -89,17 +110,16 @@ def run(args: argparse.Namespace) -> None:
     cases = cases[:args.limit]
     if not cases:
         raise ValueError(f"no shapes to evaluate in {args.data or args.meshes}")
-    rows = []
+    rows: dict[str, list[dict]] = {backend: [] for backend in args.backend}
     with tqdm(total=len(cases), unit="shape", desc="evaluate", leave=False) as bar:
         for index, (shape_id, load) in enumerate(cases):
             rng = np.random.default_rng([args.seed, index])
-            rows.append(evaluate_case(shape_id, load, args.backend, args.detail, device, rng, args.refine,
-                                      args.weights))
+            for backend, row in evaluate_backends(shape_id, load, args.backend, args.detail, device, rng, args.refine,
+                                                  args.weights, args.roundness).items():
+                rows[backend].append(row)
             bar.update()
-    report = {"config": _config(args, device), "count": len(rows),
-              "failed": sum(not row["ok"] for row in rows), "means": means(rows), "shapes": rows}
-    if args.refine:
-        report["means_before_refine"] = means([row["before_refine"] | {"ok": row["ok"]} for row in rows if row["ok"]])
+    report = {"config": _config(args, device), "count": len(cases),
+              "backends": {backend: summary(rows[backend], bool(args.refine)) for backend in args.backend}}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2))
     print(format_table(report))
@@ -169,33 +189,64 @@ def mesh_cases(folder: Path, up: str, style: str) -> list[tuple[str, Loader]]:
 # --- One shape ------------------------------------------------------------------------------
 
 def evaluate_case(shape_id: str, load: Loader, backend: str, detail: str, device: str,
-                  rng: np.random.Generator, refine: int = 0, weights: Path | None = None) -> dict:
-    """Load, reconstruct and score one shape: a report row. Any failure becomes a row with
-    ``ok: false`` and the error, except errors that every shape would hit, which propagate.
+                  rng: np.random.Generator, refine: int = 0, weights: Path | None = None,
+                  roundness: float = DEFAULT_ROUNDNESS) -> dict:
+    """Load, reconstruct and score one shape with one backend: a report row (see
+    :func:`evaluate_backends`)."""
+    return evaluate_backends(shape_id, load, (backend,), detail, device, rng, refine, weights, roundness)[backend]
 
-    With ``refine`` the row scores the fitted mesh, and ``before_refine`` the fused one."""
-    row: dict = {"id": shape_id, "ok": False}
+
+def evaluate_backends(shape_id: str, load: Loader, backends: tuple[str, ...], detail: str, device: str,
+                      rng: np.random.Generator, refine: int = 0, weights: Path | None = None,
+                      roundness: float = DEFAULT_ROUNDNESS) -> dict[str, dict]:
+    """Load one shape once, then reconstruct and score it with each of ``backends`` in that
+    order: backend -> report row. Every backend gets the same sketches and the same
+    sampling seed, so they are measured against the same ground-truth samples. Any failure
+    becomes a row with ``ok: false`` and the error, except errors that every shape would
+    hit, which propagate.
+
+    With ``refine`` a row scores the fitted mesh, and ``before_refine`` the fused one."""
+    base: dict = {"id": shape_id, "ok": False}
     try:
         case = load(rng)
-        row.update(source=case.source, family=case.family)
+    except Exception as exc:  # noqa: BLE001 - one broken shape must not end the evaluation
+        base["error"] = _error_text(exc)
+        return {backend: dict(base) for backend in backends}
+    base.update(source=case.source, family=case.family)
+    seed = int(rng.integers(2**32))
+    return {backend: _rebuild(dict(base), case, backend, detail, device, np.random.default_rng(seed), refine, weights,
+                              roundness)
+            for backend in backends}
+
+
+def _rebuild(row: dict, case: Case, backend: str, detail: str, device: str, rng: np.random.Generator, refine: int,
+             weights: Path | None, roundness: float) -> dict:
+    """Reconstruct ``case`` with ``backend`` and score it into ``row``."""
+    try:
         started = time.perf_counter()
         result = pipeline.reconstruct_images(case.inks, backend=backend, detail=detail, device=device,
-                                             weights=weights)
+                                             weights=weights, roundness=roundness)
         if refine:
             row["before_refine"] = score(result.vertices, result.faces, case, np.random.default_rng(rng.integers(2**32)))
             result = pipeline.refine_result(result, refine, device=device)
             row["fit"] = result.fit
         elapsed = time.perf_counter() - started
-        row.update(score(result.vertices, result.faces, case, rng), time_s=elapsed,
+        row.update(score(result.vertices, result.faces, case, rng), time_s=elapsed, built_by=result.backend,
                    vertices=int(len(result.vertices)), faces=int(len(result.faces)),
                    timings_s=result.timings, ok=True)
-    except Refused as exc:
-        if exc.code in RUN_ERRORS:
-            raise
-        row.update(ok=False, error=exc.message)
     except Exception as exc:  # noqa: BLE001 - one broken shape must not end the evaluation
-        row.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        row.update(ok=False, error=_error_text(exc))
     return row
+
+
+def _error_text(exc: Exception) -> str:
+    """A failed shape's error as the report records it; raises again the refusals that
+    every shape would meet (they end the run)."""
+    if isinstance(exc, Refused):
+        if exc.code in RUN_ERRORS:
+            raise exc
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def score(vertices: np.ndarray, faces: np.ndarray, case: Case, rng: np.random.Generator) -> dict:
@@ -219,38 +270,96 @@ def score(vertices: np.ndarray, faces: np.ndarray, case: Case, rng: np.random.Ge
 
 # --- Report ---------------------------------------------------------------------------------
 
+def summary(rows: list[dict], refined: bool = False) -> dict:
+    """One backend's part of the report: its rows, how many failed, and its means (over the
+    shapes it reconstructed); with ``refined``, also the means before Fit to strokes."""
+    out = {"failed": sum(not row["ok"] for row in rows), "means": means(rows), "shapes": rows}
+    if refined:
+        out["means_before_refine"] = means(_before_refine(rows))
+    return out
+
+
 def means(rows: list[dict]) -> dict[str, float | None]:
     """Mean of every metric over the shapes that succeeded (None when none did)."""
     ok = [row for row in rows if row["ok"]]
     return {key: (float(np.mean([row[key] for row in ok])) if ok and key in ok[0] else None) for key, _, _ in COLUMNS}
 
 
+def compared(values: dict[str, float | None], baseline: dict[str, float | None]) -> dict[str, str | None]:
+    """Each measure against the baseline's: a ratio for RATIO_COLUMNS, a signed difference
+    for the rest, as table text (None where either is missing)."""
+    out: dict[str, str | None] = {}
+    for key, _, fmt in COLUMNS:
+        a, b = values.get(key), baseline.get(key)
+        if a is None or b is None or (key in RATIO_COLUMNS and b == 0.0):
+            out[key] = None
+        else:
+            out[key] = f"{a / b:.2f}x" if key in RATIO_COLUMNS else fmt.replace("{:", "{:+").format(a - b)
+    return out
+
+
 def format_table(report: dict) -> str:
-    """The report as a fixed-width text table: one line per shape, then the means. Shapes
-    whose ground truth is not closed are starred: their volumetric IoU is approximate."""
-    open_truth = [row["id"] for row in report["shapes"] if row["ok"] and not row["truth_closed"]]
-    id_width = 1 + max(len("before refine"), *(len(row["id"]) for row in report["shapes"]))
+    """The report as a fixed-width text table: per shape one line per backend, then each
+    backend's means over the shapes that every backend reconstructed and, beside the hull,
+    each other backend against it. Shapes whose ground truth is not closed are starred:
+    their volumetric IoU is approximate."""
+    runs = report["backends"]
+    names = list(runs)
+    shapes = runs[names[0]]["shapes"]
+    common = [i for i in range(len(shapes)) if all(runs[b]["shapes"][i]["ok"] for b in names)]
+    table_means = {b: means([runs[b]["shapes"][i] for i in common]) for b in names}
+    open_truth = {row["id"] for b in names for row in runs[b]["shapes"] if row["ok"] and not row["truth_closed"]}
+    id_width = 1 + max(len("before refine"), len(f"vs {BASELINE}"), *(len(row["id"]) for row in shapes))
+    name_width = max(len("backend"), *(len(b) for b in names))
     widths = [max(len(heading), 7) for _, heading, _ in COLUMNS]
 
-    def line(name: str, values: dict) -> str:
+    def line(label: str, backend: str, values: dict) -> str:
         cells = [("-" if values.get(key) is None else fmt.format(values[key])).rjust(width)
                  for (key, _, fmt), width in zip(COLUMNS, widths)]
-        return "  ".join([name.ljust(id_width)] + cells)
+        return "  ".join([label.ljust(id_width), backend.ljust(name_width)] + cells)
 
-    header = "  ".join(["shape".ljust(id_width)] + [h.rjust(w) for (_, h, _), w in zip(COLUMNS, widths)])
+    header = "  ".join(["shape".ljust(id_width), "backend".ljust(name_width)]
+                       + [h.rjust(w) for (_, h, _), w in zip(COLUMNS, widths)])
     lines = [header, "-" * len(header)]
-    for row in report["shapes"]:
-        name = row["id"] + ("*" if row["id"] in open_truth else "")
-        lines.append(line(name, row) if row["ok"] else f"{name.ljust(id_width)}  FAILED: {row['error']}")
-    lines += ["-" * len(header), line("mean", report["means"])]
+    for i, shape in enumerate(shapes):
+        label = shape["id"] + ("*" if shape["id"] in open_truth else "")
+        for k, b in enumerate(names):
+            row = runs[b]["shapes"][i]
+            name = label if k == 0 else ""
+            lines.append(line(name, b, row) if row["ok"]
+                         else f"{name.ljust(id_width)}  {b.ljust(name_width)}  FAILED: {row['error']}")
+    lines.append("-" * len(header))
+    for k, b in enumerate(names):
+        lines.append(line("mean" if k == 0 else "", b, table_means[b]))
+    if BASELINE in names and len(names) > 1:
+        others = [b for b in names if b != BASELINE]
+        for k, b in enumerate(others):
+            text = compared(table_means[b], table_means[BASELINE])
+            cells = [("-" if text[key] is None else text[key]).rjust(width) for (key, _, _), width in zip(COLUMNS, widths)]
+            lines.append("  ".join([(f"vs {BASELINE}" if k == 0 else "").ljust(id_width), b.ljust(name_width)] + cells))
+    if report["config"].get("refine"):
+        for k, b in enumerate(names):
+            lines.append(line("before refine" if k == 0 else "", b,
+                              means(_before_refine([runs[b]["shapes"][i] for i in common]))))
     config = report["config"]
-    lines.append(f"{report['count'] - report['failed']} of {report['count']} shapes reconstructed "
-                 f"({config['backend']} backend, {config['detail']} detail); means over those that succeeded.")
-    if report.get("means_before_refine"):
-        lines.append(line("before refine", report["means_before_refine"]))
+    for b in names:
+        setting = f", roundness {config['roundness']:g}" if b == "round" else ""
+        lines.append(f"{report['count'] - runs[b]['failed']} of {report['count']} shapes reconstructed "
+                     f"({b} backend{setting}, {config['detail']} detail).")
+    if len(names) == 1:
+        lines.append("Means over the shapes that succeeded.")
+    else:
+        lines.append(f"Means over the {len(common)} shapes that every backend reconstructed"
+                     + (f"; vs {BASELINE}: Chamfer and time as a ratio to the {BASELINE}'s, the rest as a "
+                        f"difference." if BASELINE in names else "."))
     if open_truth:
         lines.append("* ground truth not closed: volumetric IoU approximate (occupancy needs a watertight mesh).")
     return "\n".join(lines)
+
+
+def _before_refine(rows: list[dict]) -> list[dict]:
+    """The scores before Fit to strokes of the rows that succeeded, as rows."""
+    return [row["before_refine"] | {"ok": True} for row in rows if row["ok"]]
 
 
 def _config(args: argparse.Namespace, device: str) -> dict:
@@ -260,8 +369,9 @@ def _config(args: argparse.Namespace, device: str) -> dict:
         "split": args.split if args.data else None,
         "style": args.style,
         "up": args.up if args.meshes else None,
-        "backend": args.backend, "weights": str(args.weights) if args.weights else None, "detail": args.detail, "refine": args.refine, "device": device,
-        "limit": args.limit, "seed": args.seed, "sketch_views": list(SKETCH_VIEWS),
+        "backends": list(args.backend), "roundness": args.roundness,
+        "weights": str(args.weights) if args.weights else None, "detail": args.detail, "refine": args.refine,
+        "device": device, "limit": args.limit, "seed": args.seed, "sketch_views": list(SKETCH_VIEWS),
         "surface_samples": metrics.SURFACE_SAMPLES,
         "f_score_thresholds": metrics.F_SCORE_THRESHOLDS,
         "volume_resolution": metrics.VOLUME_RESOLUTION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import open3d as o3d
 import pytest
+from scipy.spatial.transform import Rotation
 
 from model_server.evaluation import metrics
 from model_server.geometry.views import FRONT
@@ -122,3 +123,35 @@ def test_sketch_silhouette_iou_against_the_drawn_outline(circle):
     ink = rasterize_strokes([circle(0.6)])
     assert metrics.sketch_silhouette_iou(*sphere(0.6), ink, FRONT) > 0.97
     assert metrics.sketch_silhouette_iou(*sphere(0.4), ink, FRONT) == pytest.approx((0.4 / 0.6) ** 2, abs=0.03)
+
+
+def lumpy(mesh, amplitude: float, waves: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sphere's mesh with radial bumps: ``amplitude`` high, ``waves`` to a turn in both angles."""
+    v, f = mesh
+    u = v / np.linalg.norm(v, axis=1, keepdims=True)
+    bumps = np.sin(waves * np.arctan2(u[:, 1], u[:, 0])) * np.sin(waves * np.arccos(np.clip(u[:, 2], -1.0, 1.0)))
+    return v + amplitude * bumps[:, None] * u, f
+
+
+def test_normal_consistency_counts_lumps_that_chamfer_barely_sees():
+    # The smooth copy is turned a few degrees and its vertices jittered by 0.002 (0.1% of the
+    # frame), so its facets disagree with the original's a little; the lumpy copy has bumps
+    # 2.5% of the radius high, which move the surface little but tilt its normals by up to ~17°.
+    ball = sphere(0.8)
+    turn = Rotation.from_rotvec([0.05, 0.08, 0.03]).as_matrix()
+    smooth = (ball[0] @ turn.T + np.random.default_rng(5).normal(0.0, 0.002, ball[0].shape), ball[1])
+    pts, normals = samples(ball, seed=1)
+    smooth_pts, smooth_normals = samples(smooth, seed=2)
+    lumpy_pts, lumpy_normals = samples(lumpy(smooth, 0.02, 12), seed=2)
+    nc_smooth = metrics.normal_consistency(pts, normals, smooth_pts, smooth_normals)
+    nc_lumpy = metrics.normal_consistency(pts, normals, lumpy_pts, lumpy_normals)
+    assert nc_smooth > 0.98
+    assert nc_lumpy < nc_smooth - 0.025
+    assert metrics.chamfer(pts, lumpy_pts) - metrics.chamfer(pts, smooth_pts) < 0.006
+
+
+def test_normal_consistency_is_symmetric_and_low_between_a_cube_and_a_sphere():
+    ball, cube = samples(sphere(0.8), seed=1), samples(box((0.7, 0.7, 0.7)), seed=2)
+    both_ways = metrics.normal_consistency(*ball, *cube)
+    assert both_ways == metrics.normal_consistency(*cube, *ball)
+    assert both_ways < 0.85
