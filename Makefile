@@ -38,13 +38,16 @@ setup: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
 	.venv-bpy$*/bin/python -c "import bpy; print('bpy', bpy.app.version_string)"
 	touch $@
 
+# The default backend (round) in Blender and from the PNGs; the learned one, with the shipped weights, beside it.
 demo: setup
 	mkdir -p out
 	$(SERVER_PY) -m model_server reconstruct --front examples/$(DEMO)/front.png --side examples/$(DEMO)/side.png \
-	  --backend learned --out out/$(DEMO)_from_png.ply --report out/$(DEMO)_from_png.json
-	$(BPY50_PY) sketch2mesh_addon/headless.py -- --strokes examples/$(DEMO)/strokes.json --backend learned \
+	  --out out/$(DEMO)_from_png.ply --report out/$(DEMO)_from_png.json
+	$(SERVER_PY) -m model_server reconstruct --front examples/$(DEMO)/front.png --side examples/$(DEMO)/side.png \
+	  --backend learned --out out/$(DEMO)_learned.ply --report out/$(DEMO)_learned.json
+	$(BPY50_PY) sketch2mesh_addon/headless.py -- --strokes examples/$(DEMO)/strokes.json \
 	  --server-python $(CURDIR)/$(SERVER_PY) --out out/$(DEMO).blend --out out/$(DEMO).glb --render out/$(DEMO).png
-	@echo "Demo written: out/$(DEMO).blend, out/$(DEMO).glb, out/$(DEMO).png (and out/$(DEMO)_from_png.ply from the PNG sketches)"
+	@echo "Demo written: out/$(DEMO).blend, out/$(DEMO).glb, out/$(DEMO).png (and out/$(DEMO)_from_png.ply from the PNG sketches, out/$(DEMO)_learned.ply with the learned backend)"
 
 test: setup
 	$(MAKE) --no-print-directory test-server test-addon

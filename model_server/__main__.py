@@ -109,6 +109,8 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         raise ValueError(f"--out must end in {', '.join(mesh_io.MESH_SUFFIXES)}, not {args.out.name!r}")
     if args.front is None and args.side is None:
         raise ValueError("give --front, --side or both: at least one of the front and side sketches is needed")
+    if args.weights is not None and args.backend != "learned":
+        raise ValueError(f"--weights is for the learned backend, not {args.backend}; add --backend learned")
     views = {name: path for name, path in (("front", args.front), ("side", args.side), ("top", args.top)) if path}
     inks = {name: load_png_sketch(path) for name, path in views.items()}
     # Only Fit to strokes and the network run on torch: the hull path stays on the CPU

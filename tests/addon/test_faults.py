@@ -175,7 +175,7 @@ def test_a_killed_servers_stale_token_does_not_stop_the_next_start(managed_scene
     process.wait(WAIT_S)
     assert protocol.read_token(token_file) == stale       # nothing cleaned it up: it is stale now
     if add_on_remembers_it:
-        # The next click, in the same Blender: the learned backend, as a user's default click is.
+        # The next click, in the same Blender: the default backend, as a user's click is.
         assert bpy.ops.sketch2mesh.reconstruct(detail="LOW") == {"FINISHED"}
         assert bpy.context.view_layer.objects.active.name == "Sketch_mesh"
     else:

@@ -113,17 +113,20 @@ def test_bad_png_exits_with_one_line_and_no_output(tmp_path, kind):
     assert not out.exists()
 
 
-def test_the_learned_backend_is_the_default_and_a_missing_weights_file_is_named(tmp_path):
+def test_the_round_backend_is_the_default_and_a_missing_weights_file_is_named(tmp_path):
     good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
     out, report = tmp_path / "mesh.ply", tmp_path / "r.json"
     proc = reconstruct("--front", str(good), "--side", str(good), "--detail", "low", "--out", str(out),
                        "--report", str(report))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(report.read_text())["backend"] == "learned"
+    assert json.loads(report.read_text())["backend"] == "round"
     missing = tmp_path / "none.pt"
-    proc = reconstruct("--front", str(good), "--side", str(good), "--weights", str(missing), "--out",
+    proc = reconstruct("--front", str(good), "--side", str(good), "--backend", "learned", "--weights", str(missing), "--out",
                        str(tmp_path / "m2.ply"))
     assert proc.returncode != 0 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
+    proc = reconstruct("--front", str(good), "--side", str(good), "--weights", str(missing), "--out",
+                       str(tmp_path / "m3.ply"))
+    assert proc.returncode != 0 and "--backend learned" in proc.stderr and not (tmp_path / "m3.ply").exists()
 
 
 @pytest.mark.parametrize("roundness", ["0", "0.5", "1"])

@@ -79,10 +79,10 @@ def test_bad_sketches_get_an_error_and_the_server_keeps_serving(server, arrays, 
     assert server.alive()
 
 
-def test_the_learned_backend_is_the_default_over_the_socket(server):
+def test_the_round_backend_is_the_default_over_the_socket(server):
     _, msg = server.call("reconstruct", {"detail": "low"}, sketch_arrays())
     assert msg.header["kind"] == "result", msg.header
-    assert msg.header["result"]["backend"] == "learned"
+    assert msg.header["result"]["backend"] == "round"
     lo, hi = msg.arrays["vertices"].min(0), msg.arrays["vertices"].max(0)
     np.testing.assert_allclose((lo + hi) / 2, [2.0, -1.0, 1.0], atol=0.05)
 

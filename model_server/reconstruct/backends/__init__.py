@@ -4,10 +4,10 @@ Every backend has the same small interface, :class:`Backend`, so the pipeline an
 never know which one ran. ``load(name, weights, device)`` builds one by name:
 
 - ``hull``: the visual hull of the silhouettes (:mod:`.hull`), no learning.
-- ``round``: the rounded prior (:mod:`.round`), no learning: each height's cross-section
+- ``round`` (the default): the rounded prior (:mod:`.round`), no learning: each height's cross-section
   of the hull is rounded into the superellipses inscribed in it; ``roundness`` in [0, 1]
   runs from the hull's rectangles (0) to ellipses (1).
-- ``learned`` (the default): the hull's maps refined by the trained network (:mod:`.learned`,
+- ``learned``: the hull's maps refined by the trained network (:mod:`.learned`,
   with the shared inputs and outputs of :mod:`.refine_maps`). Its weights ship in the
   package; ``--weights`` names another checkpoint that ``train`` wrote.
 
@@ -29,7 +29,7 @@ from model_server.geometry.maps import Maps
 
 BACKENDS = ("learned", "round", "hull")
 DEFAULT_ROUNDNESS = 1.0
-DEFAULT_BACKEND = "learned"
+DEFAULT_BACKEND = "round"   # measured best on kinds of shapes no backend was tuned on (README)
 
 
 class Backend(Protocol):

@@ -12,11 +12,12 @@ between superellipses. Each superellipse touches all four sides of its rectangle
 front and side outlines stay exactly as drawn, and a line drawn in both views (a stem, a
 leg) becomes a round tube.
 
-A drawn top view says what a cross-section looks like, so it takes the ellipse's place:
-each height's cross-section is the top outline fitted into that height's rectangle (and
-kept inside the top outline itself). Where a rectangle spans the top outline's bounding
-box, the cross-section is the top outline itself, so the outline seen from above is kept;
-roundness 0 is the hull here too.
+A drawn top view says what a cross-section looks like: each height's cross-section is
+then the ellipse together with the top outline fitted into that height's rectangle (its
+bounding box mapped onto the rectangle), all kept inside the hull (the top outline
+included). So front and side rectangles over a drawn circle give a cylinder, over a drawn
+square the box, and three circles a ball; the ellipse keeps the front and side outlines
+where the fitted top outline would not (a cow's ears). Roundness 0 is the hull here too.
 
 The interval ends are read at sub-pixel precision off the same smoothed signed distance
 fields the hull uses, and interpolated between rows, so the surface has no terraces. The
@@ -103,7 +104,8 @@ def superellipse(u: np.ndarray, v: np.ndarray, exponent: float) -> tuple[np.ndar
 class RoundField(HullField):
     """The round prior's field: the hull's, intersected with each height's rounded
     cross-section (see the module docstring). Negative inside, about a world distance
-    near the surface."""
+    near the surface. The one function from silhouettes to a field that the round backend
+    (through :func:`round_maps`) and a network starting from it share."""
 
     def __init__(self, silhouettes: dict[str, np.ndarray], roundness: float = 1.0) -> None:
         super().__init__(silhouettes)
@@ -128,12 +130,14 @@ class RoundField(HullField):
         u, half_u, grad_u = self.front.normalised(points)
         v, half_v, grad_v = self.side.normalised(points)
         scale = np.minimum(half_u, half_v)
-        if self.top is None:
-            rho, d_u, d_v = superellipse(u, v, self.exponent)
-            value = scale * (rho - 1.0)
-            gradient = scale[:, None] * (d_u[:, None] * grad_u + d_v[:, None] * grad_v)
-        else:
-            value, gradient = self._top_term(points, u, v, half_u, half_v, grad_u, grad_v)
+        rho, d_u, d_v = superellipse(u, v, self.exponent)
+        value = scale * (rho - 1.0)
+        gradient = scale[:, None] * (d_u[:, None] * grad_u + d_v[:, None] * grad_v)
+        if self.top is not None:
+            fitted, fitted_gradient = self._top_term(points, u, v, half_u, half_v, grad_u, grad_v)
+            nearer = fitted < value
+            value = np.where(nearer, fitted, value)
+            gradient = np.where(nearer[:, None], fitted_gradient, gradient)
         rounder = value > hull_value
         return np.where(rounder, value, hull_value), np.where(rounder[:, None], gradient, hull_gradient)
 
@@ -177,17 +181,16 @@ class RoundField(HullField):
         v, half_v = (a.astype(np.float32) for a in self.side.plane(axis, axis))       # (y, z)
         u, half_u = u[:, None, :], half_u[:, None, :]
         v, half_v = v[None, :, :], half_v[None, :, :]
-        if self.top is None:
-            rho = superellipse(u, v, self.exponent)[0]
-            rounded = np.minimum(half_u, half_v) * (rho - 1.0)
-        else:
+        rho = superellipse(u, v, self.exponent)[0]
+        rounded = np.minimum(half_u, half_v) * (rho - 1.0)
+        if self.top is not None:
             x, y = axis[:, None, None], axis[None, :, None]
             X, Y = self._fitted(x, y, u, v)
             X, Y = np.broadcast_arrays(X, Y)
             fitted = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], axis=1)
             rows, cols, _ = project(self.top.view, fitted, self.top.res)
             sdf = ndimage.map_coordinates(self.top.sdf, np.stack([rows, cols]), order=1, mode="nearest")
-            rounded = self._top_scale(half_u, half_v) * sdf.reshape(X.shape)
+            rounded = np.minimum(rounded, self._top_scale(half_u, half_v) * sdf.reshape(X.shape))
         return np.maximum(field, rounded.astype(np.float32))
 
 

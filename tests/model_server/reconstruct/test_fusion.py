@@ -147,16 +147,24 @@ def _chair(polygon, leg: float) -> dict[str, list[np.ndarray]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["hull", "round"])
 @pytest.mark.parametrize("shape", ["lamp", "chair"])
-def test_thin_parts_survive_reconstruction(polygon, shape):
-    # a stem / legs 0.02 wide (under 3 pixels, less than a voxel): the base and the feet must stay
+def test_thin_parts_survive_reconstruction(polygon, shape, backend):
+    """A stem / legs 0.02 wide (under 3 pixels, less than a voxel): the base and the feet must stay.
+
+    The round backend makes the legs round tubes 2.5 pixels across, which Poisson at this
+    depth draws about a pixel thinner (the chair's side silhouette IoU: 0.90 against the
+    hull's square bars' 0.98), so for it every thin pixel drawn must be covered instead."""
     sketch = _lamp(polygon, 0.02) if shape == "lamp" else _chair(polygon, 0.02)
-    result = pipeline.reconstruct_strokes(sketch)
+    result = pipeline.reconstruct_strokes(sketch, backend=backend)
     assert closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(result.vertices.astype(np.float64)),
                                      o3d.utility.Vector3iVector(result.faces))
     assert mesh.is_watertight()
     assert result.vertices[:, 2].min() == pytest.approx(-0.8, abs=0.03)
     canonical = fit_normalization(sketch).to_canonical(result.vertices)
+    if backend == "round":
+        assert pipeline.outline_match(canonical, result.faces, result.silhouettes, result.thin)[1] == 1.0
+        return
     for view in ("front", "side"):
         assert silhouette_iou(canonical, result.faces, result.silhouettes[view], views.INPUT_VIEWS[view]) >= 0.90

@@ -132,9 +132,9 @@ def test_progress_is_reported_in_order_and_can_cancel(sketches):
         pipeline.reconstruct_strokes(sketches["sphere"], progress=cancel)
 
 
-def test_the_learned_backend_is_the_default(sketches):
+def test_the_round_backend_is_the_default(sketches):
     result = pipeline.reconstruct_strokes(sketches["sphere"], detail="low")
-    assert result.backend == "learned"
+    assert result.backend == "round"
     assert closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
 
 
