@@ -16,8 +16,12 @@ A drawn top view says what a cross-section looks like: each height's cross-secti
 then the ellipse together with the top outline fitted into that height's rectangle (its
 bounding box mapped onto the rectangle), all kept inside the hull (the top outline
 included). So front and side rectangles over a drawn circle give a cylinder, over a drawn
-square the box, and three circles a ball; the ellipse keeps the front and side outlines
-where the fitted top outline would not (a cow's ears). Roundness 0 is the hull here too.
+square the box, and three circles a ball. The top view also pairs with each of the other
+two, as front and side do: front and top share x, so at each x a front column interval
+(in z) and a top column interval (in y) make a rectangle whose ellipse joins in; side
+and top likewise at each y. Each pair keeps its two outlines exactly, so together they
+keep all three where the fitted top outline alone would not (a cow's ears, its tail
+seen from above). Roundness 0 is the hull here too.
 
 The interval ends are read at sub-pixel precision off the same smoothed signed distance
 fields the hull uses, and interpolated between rows, so the surface has no terraces. The
@@ -80,12 +84,24 @@ class _Rows:
                     + ((-centre_dv - u * half_dv) / half)[:, None] * self.view.up[None, :])
         return u, half, gradient
 
-    def plane(self, axis: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """u and half-width on a (len(axis), len(heights)) grid of this view's image plane."""
-        a, b = np.meshgrid(axis, heights, indexing="ij")
-        points = a.reshape(-1, 1) * self.view.right + b.reshape(-1, 1) * self.view.up
+    def on_grid(self, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """u and half-width at every node of the n^3 grid over ``axis`` (broadcastable,
+        indexed [x, y, z]): sampled once on the view's own plane of world axes."""
+        across = [k for k in range(3) if abs(self.view.direction[k]) < 0.5]
+        a, b = np.meshgrid(axis, axis, indexing="ij")
+        points = np.zeros((a.size, 3))
+        points[:, across[0]], points[:, across[1]] = a.ravel(), b.ravel()
         u, half, _ = self.normalised(points)
-        return u.reshape(a.shape), half.reshape(a.shape)
+        shape = [len(axis) if k in across else 1 for k in range(3)]
+        return u.reshape(shape).astype(np.float32), half.reshape(shape).astype(np.float32)
+
+
+def _columns(prism) -> "_Rows":
+    """A view's column intervals (along its image up axis), as the row intervals of the
+    transposed canvas seen through a view whose right is the old -up and up the old -right."""
+    view = prism.view
+    turned = View(view.name, view.direction, -view.up, -view.right, view.extent)
+    return _Rows(np.ascontiguousarray(prism.sdf.T), turned)
 
 
 def superellipse(u: np.ndarray, v: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,10 +128,14 @@ class RoundField(HullField):
         self.roundness = float(roundness)
         self.exponent = 2.0 / max(self.roundness, MIN_ROUNDNESS)
         by_name = {name: prism for name, prism in zip(silhouettes, self.prisms)}
-        self.front, self.side = _Rows(by_name["front"].sdf, by_name["front"].view), \
-            _Rows(by_name["side"].sdf, by_name["side"].view)
+        front, side = by_name["front"], by_name["side"]
+        # Pairs of views sharing an axis, each rounding the cross-sections across that axis:
+        # front and side share the height; with a top view, front and top share x (their
+        # column intervals: z and y), side and top share y (side columns, top rows).
+        self.pairs = [(_Rows(front.sdf, front.view), _Rows(side.sdf, side.view))]
         self.top = by_name.get("top")
         if self.top is not None:
+            self.pairs += [(_columns(front), _columns(self.top)), (_columns(side), _Rows(self.top.sdf, self.top.view))]
             rows, cols = np.nonzero(self.top.sdf < 0)
             u0, v1 = pixel_to_plane(rows.min() - 0.5, cols.min() - 0.5, self.top.view.extent, self.top.res)
             u1, v0 = pixel_to_plane(rows.max() + 0.5, cols.max() + 0.5, self.top.view.extent, self.top.res)
@@ -124,20 +144,22 @@ class RoundField(HullField):
 
     def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """f and its gradient at points (N, 3): the hull's where the hull is the nearer
-        boundary, the rounded cross-section's elsewhere."""
+        boundary, the rounded cross-sections' (the nearest of them) elsewhere."""
         points = np.asarray(points, np.float64)
         hull_value, hull_gradient = super().value_and_gradient(points)
-        u, half_u, grad_u = self.front.normalised(points)
-        v, half_v, grad_v = self.side.normalised(points)
-        scale = np.minimum(half_u, half_v)
-        rho, d_u, d_v = superellipse(u, v, self.exponent)
-        value = scale * (rho - 1.0)
-        gradient = scale[:, None] * (d_u[:, None] * grad_u + d_v[:, None] * grad_v)
-        if self.top is not None:
-            fitted, fitted_gradient = self._top_term(points, u, v, half_u, half_v, grad_u, grad_v)
-            nearer = fitted < value
-            value = np.where(nearer, fitted, value)
-            gradient = np.where(nearer[:, None], fitted_gradient, gradient)
+        value, gradient = np.full(len(points), np.inf), np.zeros((len(points), 3))
+        for index, (first, second) in enumerate(self.pairs):
+            u, half_u, grad_u = first.normalised(points)
+            v, half_v, grad_v = second.normalised(points)
+            rho, d_u, d_v = superellipse(u, v, self.exponent)
+            scale = np.minimum(half_u, half_v)
+            terms = [(scale * (rho - 1.0), scale[:, None] * (d_u[:, None] * grad_u + d_v[:, None] * grad_v))]
+            if index == 0 and self.top is not None:
+                terms.append(self._top_term(points, u, v, half_u, half_v, grad_u, grad_v))
+            for term, term_gradient in terms:
+                nearer = term < value
+                value = np.where(nearer, term, value)
+                gradient = np.where(nearer[:, None], term_gradient, gradient)
         rounder = value > hull_value
         return np.where(rounder, value, hull_value), np.where(rounder[:, None], gradient, hull_gradient)
 
@@ -173,25 +195,22 @@ class RoundField(HullField):
         return scale * sdf, scale[:, None] * (d_x[:, None] * grad_x + d_y[:, None] * grad_y)
 
     def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
-        """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]: the two views' row
-        intervals are sampled once per (x, z) and (y, z), then combined."""
+        """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]: each view's
+        intervals are sampled once on its own plane, then combined."""
         axis = np.linspace(lo, hi, n)
-        field = super().grid(n, lo, hi)
-        u, half_u = (a.astype(np.float32) for a in self.front.plane(axis, axis))      # (x, z)
-        v, half_v = (a.astype(np.float32) for a in self.side.plane(axis, axis))       # (y, z)
-        u, half_u = u[:, None, :], half_u[:, None, :]
-        v, half_v = v[None, :, :], half_v[None, :, :]
-        rho = superellipse(u, v, self.exponent)[0]
-        rounded = np.minimum(half_u, half_v) * (rho - 1.0)
-        if self.top is not None:
-            x, y = axis[:, None, None], axis[None, :, None]
-            X, Y = self._fitted(x, y, u, v)
-            X, Y = np.broadcast_arrays(X, Y)
-            fitted = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], axis=1)
-            rows, cols, _ = project(self.top.view, fitted, self.top.res)
-            sdf = ndimage.map_coordinates(self.top.sdf, np.stack([rows, cols]), order=1, mode="nearest")
-            rounded = np.minimum(rounded, self._top_scale(half_u, half_v) * sdf.reshape(X.shape))
-        return np.maximum(field, rounded.astype(np.float32))
+        rounded = np.full((n, n, n), np.inf, np.float32)
+        for index, (first, second) in enumerate(self.pairs):
+            (u, half_u), (v, half_v) = first.on_grid(axis), second.on_grid(axis)
+            rho = superellipse(u, v, self.exponent)[0]
+            rounded = np.minimum(rounded, np.minimum(half_u, half_v) * (rho - 1.0))
+            if index == 0 and self.top is not None:
+                x, y = axis[:, None, None], axis[None, :, None]
+                X, Y = np.broadcast_arrays(*self._fitted(x, y, u, v))
+                fitted = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], axis=1)
+                rows, cols, _ = project(self.top.view, fitted, self.top.res)
+                sdf = ndimage.map_coordinates(self.top.sdf, np.stack([rows, cols]), order=1, mode="nearest")
+                rounded = np.minimum(rounded, self._top_scale(half_u, half_v) * sdf.reshape(X.shape))
+        return np.maximum(super().grid(n, lo, hi), rounded)
 
 
 def round_maps(silhouettes: dict[str, np.ndarray], roundness: float = 1.0, res: int = RESOLUTION,
