@@ -1,11 +1,11 @@
-"""A picture of what the learned backend changes: sketch | hull | learned | ground truth.
+"""A picture of what each backend makes: sketch | hull | round | learned | ground truth.
 
 Usage (from the repository root, in the server environment):
 
     python benchmarks/compare_figure.py --data ~/.cache/sketch2mesh/data --families mug,car \\
-        [--per-family 2] [--mesh ../shared/eval-meshes/spot.obj ...] --out docs/learned_vs_hull.png
+        [--per-family 2] [--mesh ../shared/eval-meshes/spot.obj ...] --out docs/backends.png
 
-Each row is one shape, rebuilt from its clean front and side sketches by both backends and
+Each row is one shape, rebuilt from its clean front and side sketches by every backend and
 rendered headless (our own ray caster, shaded by normals) from a three-quarter view above
 and from a three-quarter view below, next to the ground truth. The families given should
 be ones the shipped weights never saw in training.
@@ -28,6 +28,7 @@ from model_server.geometry.raycast import render_maps  # noqa: E402
 from model_server.geometry.views import _view  # noqa: E402
 from model_server.reconstruct import pipeline  # noqa: E402
 
+BACKENDS = ("hull", "round", "learned")
 TILE = 192
 LIGHT = np.array([0.4, 0.5, 0.77])
 CAMERAS = (_view("above", (-0.55, 0.7, -0.45), (0, 0, 1), 1.0), _view("below", (0.6, 0.6, 0.5), (0, 0, 1), 1.0))
@@ -68,7 +69,7 @@ def main() -> None:
     for index, (shape_id, load) in enumerate(cases):
         case = load(np.random.default_rng([0, index]))
         tiles = [np.concatenate([ink_tile(case.inks["front"]), ink_tile(case.inks["side"])], axis=0)]
-        for backend in ("hull", "learned"):
+        for backend in BACKENDS:
             result = pipeline.reconstruct_images(case.inks, backend=backend,
                                                  weights=args.weights if backend == "learned" else None)
             tiles.append(np.concatenate(shade(result.vertices, result.faces), axis=0))
@@ -81,7 +82,7 @@ def main() -> None:
     image = Image.new("RGB", (grid.shape[1], grid.shape[0] + header), "white")
     image.paste(Image.fromarray((grid * 255).round().astype(np.uint8)), (0, header))
     draw = ImageDraw.Draw(image)
-    for k, title in enumerate(("sketch (front, side)", "hull", "learned", "ground truth")):
+    for k, title in enumerate(("sketch (front, side)",) + BACKENDS + ("ground truth",)):
         draw.text((k * (TILE + 4) + 6, 5), title, fill="black")
     for r, label in enumerate(labels):
         draw.text((6, header + r * (2 * TILE + 4) + 4), label, fill="black")

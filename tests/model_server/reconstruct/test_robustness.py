@@ -122,9 +122,10 @@ def test_sloppy_drawing_gives_the_clean_shape(clean, shape, case, request):
     check(clean, shape, case, CASES[case])
 
 
-# With the learned backend the sloppy table lands at the threshold: 0.9298 in one fresh-clone
-# run, above 0.93 in the others (Poisson's threads make it vary); not strict for that reason.
-AT_THRESHOLD = {("all at once", "table"): "learned backend: 0.9298 once against 0.93; varies run to run"}
+# The sloppy table lands at the threshold: with the learned backend 0.9298 in one fresh-clone
+# run, above 0.93 in the others; with the round backend (the default now) 0.929 (Poisson's
+# threads make it vary); not strict for that reason.
+AT_THRESHOLD = {("all at once", "table"): "0.929-0.930 against 0.93 (round; learned before); varies run to run"}
 
 
 @pytest.mark.slow
