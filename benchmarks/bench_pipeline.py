@@ -1,9 +1,12 @@
-"""Benchmark the hull pipeline: per-stage timings (median of repeats), silhouette IoU, watertightness.
+"""Benchmark the pipeline per backend, side by side: stage timings (median of repeats), silhouette IoU, watertightness.
 
 Usage (from the repository root, in the server environment):
 
-    python benchmarks/bench_pipeline.py [--repeats 3] [--detail medium] [--no-examples]
-    python benchmarks/bench_pipeline.py --robustness [--detail medium]
+    python benchmarks/bench_pipeline.py [--repeats 3] [--detail medium] [--no-examples] [--backends hull,round,learned]
+    python benchmarks/bench_pipeline.py --robustness [--detail medium] [--backends hull,round,learned]
+
+Every sketch is rebuilt by each backend of ``--backends`` (default hull, round, learned) in
+turn, one row per backend, so the backends read side by side.
 
 Sketches: synthetic clean outline drawings (circle+circle, rectangles, an L, a mug) given
 as world-space strokes, and the PNG pairs under examples/*/ (front.png, side.png, and
@@ -18,9 +21,9 @@ and creases inside, the outline in overlapping pieces with overshoots, gaps of u
 of the size, drawn twice, a stray dot: ``learning.data.sloppy.sloppy_drawing``);
 thin-part (parts narrower than ``THIN_WIDTH`` drawn as single centre lines, the rest as
 its outline; only shapes that have such parts); mismatched-height (the side view squashed
-vertically by ``HEIGHT_SCALE`` about its base); one-view (the front alone). Per drawing:
-built or refused, silhouette IoU against the ground truth's front and side, Chamfer to
-the ground truth, total time.
+vertically by ``HEIGHT_SCALE`` about its base); one-view (the front alone). Per drawing and
+backend: built or refused, silhouette IoU against the ground truth's front and side,
+Chamfer to the ground truth, total time.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from scipy import ndimage  # noqa: E402
 
 from model_server.errors import Refused  # noqa: E402
+from model_server.evaluation.evaluate import parse_backends  # noqa: E402
 from model_server.evaluation.metrics import chamfer, sample_surface, silhouette_iou  # noqa: E402
 from model_server.geometry import views  # noqa: E402
 from model_server.geometry.mesh import closed_and_oriented, signed_volume  # noqa: E402
@@ -51,7 +56,7 @@ from model_server.reconstruct.fusion import DETAILS  # noqa: E402
 from model_server.sketch.png import load_png_sketch  # noqa: E402
 from model_server.sketch.silhouette import disk  # noqa: E402
 
-STAGES = ("rasterize", "predict", "fuse", "poisson", "total")
+STAGES = ("rasterize", "predict", "fuse", "poisson", "snap", "trust", "refine", "total")
 
 
 def _circle(radius=0.6, cx=0.0, cy=0.0, n=200, sy=1.0):
@@ -77,10 +82,16 @@ SYNTHETIC = {
 }
 
 
-def _cases(use_examples: bool):
+Case = tuple[str, Callable[[str], pipeline.Result], Callable[[np.ndarray], np.ndarray]]
+
+
+def _cases(use_examples: bool, detail: str) -> Iterator[Case]:
+    """(label, run(backend) -> Result, world -> canonical vertices) per sketch."""
     for name, strokes in SYNTHETIC.items():
         frame = fit_normalization(strokes)
-        yield f"{name} (strokes)", (lambda s=strokes: pipeline.reconstruct_strokes(s, detail=DETAIL)), frame.to_canonical
+        yield (f"{name} (strokes)",
+               lambda backend, s=strokes: pipeline.reconstruct_strokes(s, backend=backend, detail=detail),
+               frame.to_canonical)
     if not use_examples:
         return
     for folder in sorted((ROOT / "examples").glob("*/")):
@@ -91,45 +102,50 @@ def _cases(use_examples: bool):
             chosen = [v for v in names if v != "top" or with_top]
             inks = {v: load_png_sketch(folder / f"{v}.png") for v in chosen}
             label = f"{folder.name} (png{'+top' if with_top else ''})"
-            yield label, (lambda i=inks: pipeline.reconstruct_images(i, detail=DETAIL)), (lambda v: v)
+            yield (label, lambda backend, i=inks: pipeline.reconstruct_images(i, backend=backend, detail=detail),
+                   lambda v: v)
 
 
 def main(argv: list[str] | None = None) -> int:
-    global DETAIL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--detail", choices=tuple(DETAILS), default="medium")
     parser.add_argument("--no-examples", action="store_true")
+    parser.add_argument("--backends", type=parse_backends, default="hull,round,learned",
+                        help="comma-separated, compared side by side (default %(default)s)")
     parser.add_argument("--robustness", action="store_true",
                         help="score sloppy, thin-part, mismatched-height and one-view drawings of test shapes instead")
     args = parser.parse_args(argv)
-    DETAIL = args.detail
     if args.robustness:
-        return robustness(args.detail)
+        return robustness(args.detail, args.backends)
 
-    header = f"{'sketch':<26}" + "".join(f"{s:>10}" for s in STAGES) + f"{'faces':>8}{'IoU front':>10}{'IoU side':>9}{'closed':>7}"
-    print(f"detail={args.detail}, median of {args.repeats} runs, seconds")
+    header = (f"{'sketch':<26}{'backend':<9}" + "".join(f"{s:>9}" for s in STAGES)
+              + f"{'faces':>8}{'IoU front':>10}{'IoU side':>9}{'closed':>7}")
+    print(f"{' | '.join(args.backends)}: detail={args.detail}, median of {args.repeats} runs, seconds")
     print(header)
     print("-" * len(header))
-    all_ious, totals = [], []
-    for label, run, to_canonical in _cases(not args.no_examples):
-        runs = [run() for _ in range(args.repeats)]
-        result = runs[-1]
-        median = {s: statistics.median(r.timings[s] for r in runs) for s in STAGES}
-        canonical = to_canonical(result.vertices)
-        ious = [silhouette_iou(canonical, result.faces, result.silhouettes[v], views.INPUT_VIEWS[v]) for v in ("front", "side")]
-        closed = closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
-        all_ious += ious
-        totals.append(median["total"])
-        print(f"{label:<26}" + "".join(f"{median[s]:>10.3f}" for s in STAGES)
-              + f"{len(result.faces):>8}{ious[0]:>10.3f}{ious[1]:>9.3f}{'yes' if closed else 'NO':>7}", flush=True)
+    ious: dict[str, list[float]] = {backend: [] for backend in args.backends}
+    totals: dict[str, list[float]] = {backend: [] for backend in args.backends}
+    for label, run, to_canonical in _cases(not args.no_examples, args.detail):
+        for backend in args.backends:
+            runs = [run(backend) for _ in range(args.repeats)]
+            result = runs[-1]
+            median = {s: statistics.median(r.timings[s] for r in runs) for s in STAGES}
+            canonical = to_canonical(result.vertices)
+            pair = [silhouette_iou(canonical, result.faces, result.silhouettes[v], views.INPUT_VIEWS[v])
+                    for v in ("front", "side")]
+            closed = closed_and_oriented(result.faces) and signed_volume(result.vertices, result.faces) > 0
+            ious[backend] += pair
+            totals[backend].append(median["total"])
+            print(f"{label:<26}{backend:<9}" + "".join(f"{median[s]:>9.3f}" for s in STAGES)
+                  + f"{len(result.faces):>8}{pair[0]:>10.3f}{pair[1]:>9.3f}{'yes' if closed else 'NO':>7}", flush=True)
     print("-" * len(header))
-    print(f"median total {statistics.median(totals):.3f} s, max {max(totals):.3f} s; "
-          f"mean silhouette IoU {np.mean(all_ious):.3f}, min {min(all_ious):.3f}")
+    for backend in args.backends:
+        print(f"{backend:<8} median total {statistics.median(totals[backend]):.3f} s, "
+              f"max {max(totals[backend]):.3f} s; "
+              f"mean silhouette IoU {np.mean(ious[backend]):.3f}, min {min(ious[backend]):.3f}")
     return 0
 
-
-DETAIL = "medium"
 
 # --- Robustness ------------------------------------------------------------------------------------
 
@@ -144,10 +160,11 @@ HEIGHT_SCALE = 0.93     # the side view's height against the front's in the mism
 SURFACE_SAMPLES = 20_000
 
 
-def robustness(detail: str) -> int:
-    """Print the robustness tables: per variant one row per shape, then a summary."""
-    print(f"robustness: {len(ROBUSTNESS_SHAPES)} procedural shapes, detail={detail}, hull backend; IoU: silhouette "
-          f"IoU against the ground truth's; Chamfer: to the ground truth, canonical frame ([-1, 1]); time: total s")
+def robustness(detail: str, backends: tuple[str, ...]) -> int:
+    """Print the robustness tables: per variant one row per shape and backend, then a summary."""
+    print(f"robustness: {len(ROBUSTNESS_SHAPES)} procedural shapes, detail={detail}, {' | '.join(backends)}; IoU: "
+          f"silhouette IoU against the ground truth's; Chamfer: to the ground truth, canonical frame ([-1, 1]); "
+          f"time: total s")
     rows: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     for family, seed in ROBUSTNESS_SHAPES:
         vertices, faces = make_shape(family, np.random.default_rng(seed))
@@ -155,14 +172,15 @@ def robustness(detail: str) -> int:
         truth_points = sample_surface(vertices, faces, SURFACE_SAMPLES, np.random.default_rng(0))[0]
         drawings = robustness_drawings(vertices, faces, np.random.default_rng(seed))
         for variant in VARIANTS:
-            row = {"shape": f"{family} #{seed}"}
-            if drawings[variant] is not None:
-                row.update(_score(drawings[variant], detail, truth, truth_points))
-            rows[variant].append(row)
-            print(f"  {row['shape']:<14}{variant:<19}{_status(row)}", file=sys.stderr, flush=True)
+            for backend in backends:
+                row = {"shape": f"{family} #{seed}", "backend": backend}
+                if drawings[variant] is not None:
+                    row.update(_score(drawings[variant], detail, backend, truth, truth_points))
+                rows[variant].append(row)
+                print(f"  {row['shape']:<14}{variant:<19}{backend:<9}{_status(row)}", file=sys.stderr, flush=True)
     for variant in VARIANTS:
         _print_variant(variant, rows[variant])
-    _print_summary(rows)
+    _print_summary(rows, backends)
     return 0
 
 
@@ -231,11 +249,11 @@ def _thinning(mask: np.ndarray) -> np.ndarray:
             return img[1:-1, 1:-1].astype(bool)
 
 
-def _score(strokes: dict[str, list[np.ndarray]], detail: str, truth: dict[str, np.ndarray],
+def _score(strokes: dict[str, list[np.ndarray]], detail: str, backend: str, truth: dict[str, np.ndarray],
            truth_points: np.ndarray) -> dict:
-    """Reconstruct one drawing; built or why not, IoUs, Chamfer and time."""
+    """Reconstruct one drawing with ``backend``; built or why not, IoUs, Chamfer and time."""
     try:
-        result = pipeline.reconstruct_strokes(strokes, detail=detail)
+        result = pipeline.reconstruct_strokes(strokes, backend=backend, detail=detail)
     except Refused as err:
         return {"built": False, "why": f"refused: {err.message}"}
     except Exception as err:  # a benchmark reports a crash and goes on
@@ -256,37 +274,42 @@ def _status(row: dict) -> str:
 
 
 def _print_variant(variant: str, rows: list[dict]) -> None:
-    header = f"{'shape':<16}{'built':>6}{'IoU front':>11}{'IoU side':>10}{'Chamfer':>10}{'time s':>8}  why not"
+    header = (f"{'shape':<16}{'backend':<9}{'built':>6}{'IoU front':>11}{'IoU side':>10}{'Chamfer':>10}{'time s':>8}"
+              "  why not")
     print(f"\n{variant}\n{header}\n{'-' * len(header)}")
     for row in rows:
         if row.get("built"):
-            print(f"{row['shape']:<16}{'yes':>6}{row['iou front']:>11.3f}{row['iou side']:>10.3f}"
+            print(f"{row['shape']:<16}{row['backend']:<9}{'yes':>6}{row['iou front']:>11.3f}{row['iou side']:>10.3f}"
                   f"{row['chamfer']:>10.4f}{row['time']:>8.2f}")
         else:
-            print(f"{row['shape']:<16}{'n/a' if 'built' not in row else 'NO':>6}{'':>39}  {row.get('why', '')}")
+            print(f"{row['shape']:<16}{row['backend']:<9}{'n/a' if 'built' not in row else 'NO':>6}{'':>39}  "
+                  f"{row.get('why', '')}")
 
 
-def _print_summary(rows: dict[str, list[dict]]) -> None:
-    """Per variant: how many built, mean IoUs and Chamfer, Chamfer against the clean drawings
-    of the same shapes, median total time."""
-    header = f"{'variant':<19}{'built':>10}{'IoU front':>11}{'IoU side':>10}{'Chamfer':>10}{'vs clean':>10}{'median s':>10}"
+def _print_summary(rows: dict[str, list[dict]], backends: tuple[str, ...]) -> None:
+    """Per variant and backend: how many built, mean IoUs and Chamfer, Chamfer against the
+    same backend's clean drawings of the same shapes, median total time."""
+    header = (f"{'variant':<19}{'backend':<9}{'built':>10}{'IoU front':>11}{'IoU side':>10}{'Chamfer':>10}"
+              f"{'vs clean':>10}{'median s':>10}")
     print(f"\nsummary (means over the shapes built)\n{header}\n{'-' * len(header)}")
-    clean = {row["shape"]: row for row in rows["clean"] if row.get("built")}
+    clean = {(row["shape"], row["backend"]): row for row in rows["clean"] if row.get("built")}
     for variant in VARIANTS:
-        tried = [row for row in rows[variant] if "built" in row]
-        built = [row for row in tried if row["built"]]
-        share = f"{len(built)}/{len(tried)}" + (f" {100 * len(built) // len(tried)}%" if tried else "")
-        if not built:
-            print(f"{variant:<19}{share:>10}")
-            continue
-        both = [row for row in built if row["shape"] in clean]
-        relative = (sum(row["chamfer"] for row in both) / sum(clean[row["shape"]]["chamfer"] for row in both) - 1.0
-                    if both else float("nan"))
-        print(f"{variant:<19}{share:>10}{np.mean([r['iou front'] for r in built]):>11.3f}"
-              f"{np.mean([r['iou side'] for r in built]):>10.3f}{np.mean([r['chamfer'] for r in built]):>10.4f}"
-              f"{100 * relative:>+9.1f}%{statistics.median(r['time'] for r in built):>10.2f}")
-    print("vs clean: the variant's summed Chamfer over the clean sum, on the shapes both built "
-          "(target for sloppy: within +15%); median s: the hull's median total time")
+        for backend in backends:
+            tried = [row for row in rows[variant] if "built" in row and row["backend"] == backend]
+            built = [row for row in tried if row["built"]]
+            share = f"{len(built)}/{len(tried)}" + (f" {100 * len(built) // len(tried)}%" if tried else "")
+            if not built:
+                print(f"{variant:<19}{backend:<9}{share:>10}")
+                continue
+            both = [row for row in built if (row["shape"], backend) in clean]
+            relative = (sum(row["chamfer"] for row in both)
+                        / sum(clean[row["shape"], backend]["chamfer"] for row in both) - 1.0
+                        if both else float("nan"))
+            print(f"{variant:<19}{backend:<9}{share:>10}{np.mean([r['iou front'] for r in built]):>11.3f}"
+                  f"{np.mean([r['iou side'] for r in built]):>10.3f}{np.mean([r['chamfer'] for r in built]):>10.4f}"
+                  f"{100 * relative:>+9.1f}%{statistics.median(r['time'] for r in built):>10.2f}")
+    print("vs clean: the variant's summed Chamfer over the same backend's clean sum, on the shapes both built "
+          "(target for sloppy: within +15%); median s: the backend's median total time")
 
 
 if __name__ == "__main__":
