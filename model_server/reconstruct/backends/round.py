@@ -67,10 +67,11 @@ class _Rows:
             nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
             centre, half = centre[tuple(nearest)], half[tuple(nearest)]
         per_row = res / (2.0 * view.extent)      # d/dv = -d/drow * pixels per world unit
+        half = np.maximum(half, 0.5 * pixel)
         self.view, self.res = view, res
-        self.centre, self.half = centre, np.maximum(half, 0.5 * pixel)
-        self.centre_dv = -np.gradient(self.centre, axis=0) * per_row
-        self.half_dv = -np.gradient(self.half, axis=0) * per_row
+        # centre, half-width and their derivatives in v
+        self.images = np.stack([centre, half, -np.gradient(centre, axis=0) * per_row,
+                                -np.gradient(half, axis=0) * per_row])
 
     def normalised(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each point's position across its interval, u in [-1, 1] inside, the interval's
@@ -78,7 +79,7 @@ class _Rows:
         rows, cols, _ = project(self.view, points, self.res)
         at = np.stack([rows, cols])
         centre, half, centre_dv, half_dv = (ndimage.map_coordinates(image, at, order=1, mode="nearest")
-                                            for image in (self.centre, self.half, self.centre_dv, self.half_dv))
+                                            for image in self.images)
         u = (points @ self.view.right - centre) / half
         gradient = (self.view.right[None, :] / half[:, None]
                     + ((-centre_dv - u * half_dv) / half)[:, None] * self.view.up[None, :])
@@ -104,17 +105,22 @@ def _columns(prism) -> "_Rows":
     return _Rows(np.ascontiguousarray(prism.sdf.T), turned)
 
 
-def superellipse(u: np.ndarray, v: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """rho = (|u|^p + |v|^p)^(1/p) and its partial derivatives in u and v, computed
-    without overflow for large p (rho tends to max(|u|, |v|): the rectangle)."""
-    a, b = np.abs(u), np.abs(v)
+def superellipse_rho(u: np.ndarray, v: np.ndarray, exponent: float) -> np.ndarray:
+    """rho = (|u|^p + |v|^p)^(1/p), without overflow for large p (rho tends to
+    max(|u|, |v|): the rectangle); at least 1e-12."""
     if exponent == 2.0:    # the ellipse, the default: no powers to take
-        rho = np.maximum(np.hypot(a, b), 1e-12)
-        return rho, u / rho, v / rho
+        return np.maximum(np.hypot(u, v), 1e-12)
+    a, b = np.abs(u), np.abs(v)
     m = np.maximum(np.maximum(a, b), 1e-12)
-    ra, rb = a / m, b / m
-    rho = np.maximum(m * (ra ** exponent + rb ** exponent) ** (1.0 / exponent), 1e-12)
-    return rho, np.sign(u) * (a / rho) ** (exponent - 1), np.sign(v) * (b / rho) ** (exponent - 1)
+    return np.maximum(m * ((a / m) ** exponent + (b / m) ** exponent) ** (1.0 / exponent), 1e-12)
+
+
+def superellipse(u: np.ndarray, v: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rho (see :func:`superellipse_rho`) and its partial derivatives in u and v."""
+    rho = superellipse_rho(u, v, exponent)
+    if exponent == 2.0:
+        return rho, u / rho, v / rho
+    return rho, np.sign(u) * (np.abs(u) / rho) ** (exponent - 1), np.sign(v) * (np.abs(v) / rho) ** (exponent - 1)
 
 
 class RoundField(HullField):
@@ -196,21 +202,27 @@ class RoundField(HullField):
 
     def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
         """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]: each view's
-        intervals are sampled once on its own plane, then combined."""
+        intervals are sampled once on its own plane, then combined. The fitted top outline
+        is looked up only where it can change the surface (inside the hull, outside the
+        ellipses, within two grid spacings of either)."""
         axis = np.linspace(lo, hi, n)
+        hull = super().grid(n, lo, hi)
         rounded = np.full((n, n, n), np.inf, np.float32)
-        for index, (first, second) in enumerate(self.pairs):
+        for first, second in self.pairs:
             (u, half_u), (v, half_v) = first.on_grid(axis), second.on_grid(axis)
-            rho = superellipse(u, v, self.exponent)[0]
+            rho = superellipse_rho(u, v, self.exponent)
             rounded = np.minimum(rounded, np.minimum(half_u, half_v) * (rho - 1.0))
-            if index == 0 and self.top is not None:
-                x, y = axis[:, None, None], axis[None, :, None]
-                X, Y = np.broadcast_arrays(*self._fitted(x, y, u, v))
-                fitted = np.stack([X.ravel(), Y.ravel(), np.zeros(X.size)], axis=1)
-                rows, cols, _ = project(self.top.view, fitted, self.top.res)
-                sdf = ndimage.map_coordinates(self.top.sdf, np.stack([rows, cols]), order=1, mode="nearest")
-                rounded = np.minimum(rounded, self._top_scale(half_u, half_v) * sdf.reshape(X.shape))
-        return np.maximum(super().grid(n, lo, hi), rounded)
+        if self.top is not None:
+            (u, half_u), (v, half_v) = (rows.on_grid(axis) for rows in self.pairs[0])
+            band = 2.0 * (hi - lo) / (n - 1)
+            near = np.nonzero((rounded > -band) & (hull < band))
+            x, y = axis[near[0]], axis[near[1]]
+            at_u, at_v = (near[0], 0, near[2]), (0, near[1], near[2])
+            X, Y = self._fitted(x, y, u[at_u], v[at_v])
+            rows, cols, _ = project(self.top.view, np.stack([X, Y, np.zeros_like(X)], axis=1), self.top.res)
+            sdf = ndimage.map_coordinates(self.top.sdf, np.stack([rows, cols]), order=1, mode="nearest")
+            rounded[near] = np.minimum(rounded[near], self._top_scale(half_u[at_u], half_v[at_v]) * sdf)
+        return np.maximum(hull, rounded)
 
 
 def round_maps(silhouettes: dict[str, np.ndarray], roundness: float = 1.0, res: int = RESOLUTION,
