@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> None:
     check_roundness(args.roundness)
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1.")
+    if args.weights is not None and "learned" not in args.backend:
+        raise ValueError("--weights is for the learned backend; add --backend learned (or a list that has it).")
     from tqdm import tqdm
 
     device = resolve_device(args.device)

@@ -12,16 +12,13 @@ between superellipses. Each superellipse touches all four sides of its rectangle
 front and side outlines stay exactly as drawn, and a line drawn in both views (a stem, a
 leg) becomes a round tube.
 
-A drawn top view says what a cross-section looks like: each height's cross-section is
-then the ellipse together with the top outline fitted into that height's rectangle (its
-bounding box mapped onto the rectangle), all kept inside the hull (the top outline
-included). So front and side rectangles over a drawn circle give a cylinder, over a drawn
-square the box, and three circles a ball. The top view also pairs with each of the other
-two, as front and side do: front and top share x, so at each x a front column interval
-(in z) and a top column interval (in y) make a rectangle whose ellipse joins in; side
-and top likewise at each y. Each pair keeps its two outlines exactly, so together they
-keep all three where the fitted top outline alone would not (a cow's ears, its tail
-seen from above). Roundness 0 is the hull here too.
+A drawn top view is kept as drawn: rounding never grows beyond it (the hull lies inside
+its prism) and never cuts into it. Where the rounded solid, seen from above, leaves part
+of the top outline uncovered (the corners of a square drawn over a box's front and side,
+a cow's ears placed off the head's centre line), the hull's own columns fill that part,
+and only that part. So front and side rectangles over a drawn circle give an upright
+cylinder, over a drawn square the box, and three circles a ball. Roundness 0 is the hull
+here too.
 
 The interval ends are read at sub-pixel precision off the same smoothed signed distance
 fields the hull uses, and interpolated between rows, so the surface has no terraces. The
@@ -37,8 +34,10 @@ from scipy import ndimage
 from model_server.geometry.maps import Maps
 from model_server.geometry.views import RESOLUTION, View, pixel_to_plane, project
 from model_server.reconstruct.backends.hull import GRID_RESOLUTION, HullField, field_maps
+from model_server.sketch.silhouette import signed_distance
 
 MIN_ROUNDNESS = 1e-3      # below this the exponent is capped (2 / MIN_ROUNDNESS): indistinguishable from 0
+TOP_BAND_DEPTH = 0.015    # top-outline area the ellipses leave uncovered deeper than this (world units) is filled
 
 
 class _Rows:
@@ -97,14 +96,6 @@ class _Rows:
         return u.reshape(shape).astype(np.float32), half.reshape(shape).astype(np.float32)
 
 
-def _columns(prism) -> "_Rows":
-    """A view's column intervals (along its image up axis), as the row intervals of the
-    transposed canvas seen through a view whose right is the old -up and up the old -right."""
-    view = prism.view
-    turned = View(view.name, view.direction, -view.up, -view.right, view.extent)
-    return _Rows(np.ascontiguousarray(prism.sdf.T), turned)
-
-
 def superellipse_rho(u: np.ndarray, v: np.ndarray, exponent: float) -> np.ndarray:
     """rho = (|u|^p + |v|^p)^(1/p), without overflow for large p (rho tends to
     max(|u|, |v|): the rectangle); at least 1e-12."""
@@ -125,9 +116,10 @@ def superellipse(u: np.ndarray, v: np.ndarray, exponent: float) -> tuple[np.ndar
 
 class RoundField(HullField):
     """The round prior's field: the hull's, intersected with each height's rounded
-    cross-section (see the module docstring). Negative inside, about a world distance
-    near the surface. The one function from silhouettes to a field that the round backend
-    (through :func:`round_maps`) and a network starting from it share."""
+    cross-section, and with a top view the hull's own columns where the rounded solid
+    would leave the top outline uncovered (see the module docstring). Negative inside,
+    about a world distance near the surface. The one function from silhouettes to a field
+    that the round backend (through :func:`round_maps`) and a network starting from it share."""
 
     def __init__(self, silhouettes: dict[str, np.ndarray], roundness: float = 1.0) -> None:
         super().__init__(silhouettes)
@@ -135,94 +127,73 @@ class RoundField(HullField):
         self.exponent = 2.0 / max(self.roundness, MIN_ROUNDNESS)
         by_name = {name: prism for name, prism in zip(silhouettes, self.prisms)}
         front, side = by_name["front"], by_name["side"]
-        # Pairs of views sharing an axis, each rounding the cross-sections across that axis:
-        # front and side share the height; with a top view, front and top share x (their
-        # column intervals: z and y), side and top share y (side columns, top rows).
-        self.pairs = [(_Rows(front.sdf, front.view), _Rows(side.sdf, side.view))]
-        self.top = by_name.get("top")
-        if self.top is not None:
-            self.pairs += [(_columns(front), _columns(self.top)), (_columns(side), _Rows(self.top.sdf, self.top.view))]
-            rows, cols = np.nonzero(self.top.sdf < 0)
-            u0, v1 = pixel_to_plane(rows.min() - 0.5, cols.min() - 0.5, self.top.view.extent, self.top.res)
-            u1, v0 = pixel_to_plane(rows.max() + 0.5, cols.max() + 0.5, self.top.view.extent, self.top.res)
-            self.top_centre = np.array([0.5 * (u0 + u1), 0.5 * (v0 + v1)])
-            self.top_half = np.array([0.5 * (u1 - u0), 0.5 * (v1 - v0)])
+        self.front, self.side = _Rows(front.sdf, front.view), _Rows(side.sdf, side.view)
+        self.band = self._top_band(by_name["top"]) if "top" in by_name else None
+
+    def _ellipses(self, axis: np.ndarray) -> np.ndarray:
+        """The rounded cross-sections' term on the n^3 grid over ``axis``."""
+        (u, half_u), (v, half_v) = self.front.on_grid(axis), self.side.on_grid(axis)
+        return np.minimum(half_u, half_v) * (superellipse_rho(u, v, self.exponent) - 1.0)
+
+    def _top_band(self, top) -> np.ndarray | None:
+        """Where the rounded solid, seen from above, leaves the drawn top outline uncovered
+        (deeper inside it than TOP_BAND_DEPTH, then grown back to the outline): a signed
+        distance field (world units, negative inside) on a grid over the top canvas,
+        indexed [x, y]; None where nothing is uncovered."""
+        n = GRID_RESOLUTION
+        axis = np.linspace(-top.view.extent, top.view.extent, n) * (n - 1) / n
+        spacing = axis[1] - axis[0]
+        solid = np.maximum(HullField.grid(self, n, axis[0], axis[-1]), self._ellipses(axis)) < 0
+        x, y = np.meshgrid(axis, axis, indexing="ij")
+        rows, cols, _ = project(top.view, np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1), top.res)
+        drawn = ndimage.map_coordinates(top.sdf, np.stack([rows, cols]), order=1, mode="nearest").reshape(n, n)
+        uncovered = (drawn < -TOP_BAND_DEPTH) & ~solid.any(axis=2)
+        if not uncovered.any():
+            return None
+        grown = ndimage.binary_dilation(uncovered, iterations=int(np.ceil(TOP_BAND_DEPTH / spacing)) + 1)
+        self.band_lo, self.band_spacing = axis[0], spacing
+        band = signed_distance(grown, spacing).astype(np.float64)
+        self.band_gradient = np.stack(np.gradient(band, spacing))
+        return band
+
+    def _band(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The top band's value and world gradient at points (N, 3)."""
+        at = (points[:, :2].T - self.band_lo) / self.band_spacing
+        value = ndimage.map_coordinates(self.band, at, order=1, mode="nearest")
+        gradient = np.zeros((len(points), 3))
+        for k in range(2):
+            gradient[:, k] = ndimage.map_coordinates(self.band_gradient[k], at, order=1, mode="nearest")
+        return value, gradient
 
     def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """f and its gradient at points (N, 3): the hull's where the hull is the nearer
-        boundary, the rounded cross-sections' (the nearest of them) elsewhere."""
+        boundary, the rounded cross-sections' (or the top band's) elsewhere."""
         points = np.asarray(points, np.float64)
         hull_value, hull_gradient = super().value_and_gradient(points)
-        value, gradient = np.full(len(points), np.inf), np.zeros((len(points), 3))
-        for index, (first, second) in enumerate(self.pairs):
-            u, half_u, grad_u = first.normalised(points)
-            v, half_v, grad_v = second.normalised(points)
-            rho, d_u, d_v = superellipse(u, v, self.exponent)
-            scale = np.minimum(half_u, half_v)
-            terms = [(scale * (rho - 1.0), scale[:, None] * (d_u[:, None] * grad_u + d_v[:, None] * grad_v))]
-            if index == 0 and self.top is not None:
-                terms.append(self._top_term(points, u, v, half_u, half_v, grad_u, grad_v))
-            for term, term_gradient in terms:
-                nearer = term < value
-                value = np.where(nearer, term, value)
-                gradient = np.where(nearer[:, None], term_gradient, gradient)
+        u, half_u, grad_u = self.front.normalised(points)
+        v, half_v, grad_v = self.side.normalised(points)
+        rho, d_u, d_v = superellipse(u, v, self.exponent)
+        scale = np.minimum(half_u, half_v)
+        value = scale * (rho - 1.0)
+        gradient = scale[:, None] * (d_u[:, None] * grad_u + d_v[:, None] * grad_v)
+        if self.band is not None:
+            band, band_gradient = self._band(points)
+            nearer = band < value
+            value, gradient = np.where(nearer, band, value), np.where(nearer[:, None], band_gradient, gradient)
         rounder = value > hull_value
         return np.where(rounder, value, hull_value), np.where(rounder[:, None], gradient, hull_gradient)
 
-    def _fitted(self, x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where a point of the cross-section falls in the top drawing: its position across
-        the rectangle (u, v) carried onto the top outline's bounding box, blended with the
-        point itself by roundness (0: the point itself, the hull)."""
-        r = self.roundness
-        return ((1 - r) * x + r * (self.top_centre[0] + u * self.top_half[0]),
-                (1 - r) * y + r * (self.top_centre[1] + v * self.top_half[1]))
-
-    def _top_scale(self, half_u: np.ndarray, half_v: np.ndarray) -> np.ndarray:
-        """Top-drawing distances -> the cross-section's (the fitted outline is scaled)."""
-        r = self.roundness
-        return (1 - r) + r * np.minimum(half_u / self.top_half[0], half_v / self.top_half[1])
-
-    def _top_term(self, points: np.ndarray, u: np.ndarray, v: np.ndarray, half_u: np.ndarray, half_v: np.ndarray,
-                  grad_u: np.ndarray, grad_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The top outline fitted into each point's rectangle: its term and world gradient."""
-        prism = self.top
-        X, Y = self._fitted(points[:, 0], points[:, 1], u, v)
-        fitted = np.stack([X, Y, np.zeros_like(X)], axis=1)
-        rows, cols, _ = project(prism.view, fitted, prism.res)
-        at = np.stack([rows, cols])
-        sdf = ndimage.map_coordinates(prism.sdf, at, order=1, mode="nearest")
-        per_px = prism.res / (2.0 * prism.view.extent)
-        d_x = ndimage.map_coordinates(prism.grad_cols, at, order=1, mode="nearest") * per_px
-        d_y = -ndimage.map_coordinates(prism.grad_rows, at, order=1, mode="nearest") * per_px
-        r = self.roundness
-        grad_x = (1 - r) * np.array([1.0, 0.0, 0.0])[None, :] + r * self.top_half[0] * grad_u
-        grad_y = (1 - r) * np.array([0.0, 1.0, 0.0])[None, :] + r * self.top_half[1] * grad_v
-        scale = self._top_scale(half_u, half_v)
-        return scale * sdf, scale[:, None] * (d_x[:, None] * grad_x + d_y[:, None] * grad_y)
-
     def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
         """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]: each view's
-        intervals are sampled once on its own plane, then combined. The fitted top outline
-        is looked up only where it can change the surface (inside the hull, outside the
-        ellipses, within two grid spacings of either)."""
+        intervals are sampled once on its own plane, then combined."""
         axis = np.linspace(lo, hi, n)
-        hull = super().grid(n, lo, hi)
-        rounded = np.full((n, n, n), np.inf, np.float32)
-        for first, second in self.pairs:
-            (u, half_u), (v, half_v) = first.on_grid(axis), second.on_grid(axis)
-            rho = superellipse_rho(u, v, self.exponent)
-            rounded = np.minimum(rounded, np.minimum(half_u, half_v) * (rho - 1.0))
-        if self.top is not None:
-            (u, half_u), (v, half_v) = (rows.on_grid(axis) for rows in self.pairs[0])
-            band = 2.0 * (hi - lo) / (n - 1)
-            near = np.nonzero((rounded > -band) & (hull < band))
-            x, y = axis[near[0]], axis[near[1]]
-            at_u, at_v = (near[0], 0, near[2]), (0, near[1], near[2])
-            X, Y = self._fitted(x, y, u[at_u], v[at_v])
-            rows, cols, _ = project(self.top.view, np.stack([X, Y, np.zeros_like(X)], axis=1), self.top.res)
-            sdf = ndimage.map_coordinates(self.top.sdf, np.stack([rows, cols]), order=1, mode="nearest")
-            rounded[near] = np.minimum(rounded[near], self._top_scale(half_u[at_u], half_v[at_v]) * sdf)
-        return np.maximum(hull, rounded)
+        rounded = self._ellipses(axis)
+        if self.band is not None:
+            x, y = np.meshgrid(axis, axis, indexing="ij")
+            at = np.stack([x.ravel() - self.band_lo, y.ravel() - self.band_lo]) / self.band_spacing
+            band = ndimage.map_coordinates(self.band, at, order=1, mode="nearest").reshape(n, n)
+            rounded = np.minimum(rounded, band[:, :, None].astype(np.float32))
+        return np.maximum(super().grid(n, lo, hi), rounded)
 
 
 def round_maps(silhouettes: dict[str, np.ndarray], roundness: float = 1.0, res: int = RESOLUTION,

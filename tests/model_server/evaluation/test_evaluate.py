@@ -218,9 +218,12 @@ def test_compared_measures_are_ratios_for_chamfer_and_time_and_differences_other
 def test_learned_backend_with_missing_weights_stops_the_run(tiny_dataset, tmp_path):
     missing = tmp_path / "none.pt"
     with pytest.raises(Refused) as error:
-        evaluate_cli("--data", str(tiny_dataset), "--weights", str(missing), "--report", str(tmp_path / "r.json"))
+        evaluate_cli("--data", str(tiny_dataset), "--backend", "learned", "--weights", str(missing),
+                     "--report", str(tmp_path / "r.json"))
     assert error.value.code == "unavailable" and str(missing) in error.value.message
     assert not (tmp_path / "r.json").exists()
+    with pytest.raises(ValueError, match="--backend learned"):
+        evaluate_cli("--data", str(tiny_dataset), "--weights", str(missing), "--report", str(tmp_path / "r.json"))
 
 
 @pytest.mark.slow
