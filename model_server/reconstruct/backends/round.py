@@ -156,14 +156,18 @@ class RoundField(HullField):
         self.band_gradient = np.stack(np.gradient(band, spacing))
         return band
 
+    def _band_at(self, image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Bilinear samples of one of the top band's grid images at world (x, y)."""
+        at = (np.stack([x, y]) - self.band_lo) / self.band_spacing
+        return ndimage.map_coordinates(image, at, order=1, mode="nearest")
+
     def _band(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The top band's value and world gradient at points (N, 3)."""
-        at = (points[:, :2].T - self.band_lo) / self.band_spacing
-        value = ndimage.map_coordinates(self.band, at, order=1, mode="nearest")
+        x, y = points[:, 0], points[:, 1]
         gradient = np.zeros((len(points), 3))
         for k in range(2):
-            gradient[:, k] = ndimage.map_coordinates(self.band_gradient[k], at, order=1, mode="nearest")
-        return value, gradient
+            gradient[:, k] = self._band_at(self.band_gradient[k], x, y)
+        return self._band_at(self.band, x, y), gradient
 
     def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """f and its gradient at points (N, 3): the hull's where the hull is the nearer
@@ -190,8 +194,7 @@ class RoundField(HullField):
         rounded = self._ellipses(axis)
         if self.band is not None:
             x, y = np.meshgrid(axis, axis, indexing="ij")
-            at = np.stack([x.ravel() - self.band_lo, y.ravel() - self.band_lo]) / self.band_spacing
-            band = ndimage.map_coordinates(self.band, at, order=1, mode="nearest").reshape(n, n)
+            band = self._band_at(self.band, x.ravel(), y.ravel()).reshape(n, n)
             rounded = np.minimum(rounded, band[:, :, None].astype(np.float32))
         return np.maximum(super().grid(n, lo, hi), rounded)
 
