@@ -6,8 +6,6 @@ SERVER_PY := .venv/bin/python
 BPY42_PY := .venv-bpy42/bin/python
 BPY50_PY := .venv-bpy50/bin/python
 BPY45_PY := .venv-bpy45/bin/python
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' blender_manifest.toml)
-BLENDER_EXT = $(firstword $(wildcard .venv-bpy50/lib/python3.11/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py))
 DEMO ?= spot
 PYTEST_FLAGS ?= -q -ra
 
@@ -23,7 +21,7 @@ setup: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
 	  $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q libusb-1.0-0 >/dev/null; }; \
 	fi
 
-.venv/.ready: requirements/server.txt pyproject.toml | .libusb
+.venv/.ready: requirements/server.txt requirements/runtime.txt pyproject.toml | .libusb
 	$(PYTHON) -m venv .venv
 	$(SERVER_PY) -m pip install -q --upgrade pip
 	$(SERVER_PY) -m pip install -q -r requirements/server.txt
@@ -63,12 +61,9 @@ test-addon: .venv/.ready .venv-bpy42/.ready .venv-bpy50/.ready
 test-bpy45: .venv/.ready .venv-bpy45/.ready
 	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY45_PY) -m pytest $(PYTEST_FLAGS) tests/addon
 
+# The zip an artist installs: the add-on, the server it sets up and the pinned requirements.
 extension: .venv-bpy50/.ready
-	rm -rf build/extension && mkdir -p build/extension dist
-	cp blender_manifest.toml sketch2mesh_addon/*.py build/extension/
-	$(BPY50_PY) $(BLENDER_EXT) build --source-dir build/extension --output-dir dist
-	$(BPY50_PY) $(BLENDER_EXT) validate dist/sketch2mesh-$(VERSION).zip
-	@echo "Extension: dist/sketch2mesh-$(VERSION).zip"
+	$(BPY50_PY) tools/build_extension.py --out dist
 
 bench: setup
 	$(SERVER_PY) benchmarks/bench_pipeline.py

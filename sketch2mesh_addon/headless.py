@@ -15,13 +15,25 @@ in world view-plane coordinates (the bundled examples' strokes.json).
 Options: ``--sketch NAME`` (default: the active, else the only, else the "Sketch"
 Grease Pencil object; with --strokes, the new sketch's name), ``--backend learned|round|hull``,
 ``--roundness R`` (the round backend's, in [0, 1]), ``--detail low|medium|high``, ``--refine N``,
+``--remesh none|quads`` (quads: remesh the result with Blender's QuadriFlow, keeping the
+triangles if it fails), ``--target-faces N`` (about how many quads, default 5000),
 ``--server-python PATH`` (default: the add-on preference, then the SKETCH2MESH_SERVER_PYTHON
 environment variable), ``--port N``, ``--out`` (repeat it to write several files) and
 ``--render PREVIEW.png`` (a headless render of the result).
 
+Setting up the server environment, as the preferences' Set up server button does::
+
+    python <installed extension>/headless.py -- --setup-server [DIR] [--cuda] [--wheelhouse DIR]
+           [--setup-python PYTHON3.11] [--torch-index URL|none]
+
+creates (or repairs) the environment in DIR (default: the extension's user folder) and
+prints its interpreter, the ``--server-python`` of later runs; with ``--out`` too it
+then reconstructs with it.
+
 OBJ and PLY files keep Blender's Z-up world coordinates, like the model server's
 output; glTF is Y-up by its specification. The input .blend is never saved: the
-sketch in it stays untouched. On error the script prints one line and exits non-zero.
+sketch in it stays untouched. On error the script prints one line (a failed set-up
+adds pip's last lines below it) and exits non-zero.
 """
 
 from __future__ import annotations
@@ -79,11 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the round backend's cross-sections, from the hull's rectangles (0) to ellipses (1)")
     parser.add_argument("--detail", choices=protocol.DETAILS, default="medium")
     parser.add_argument("--refine", type=int, default=0, metavar="N", help="Fit to strokes iterations (0 skips)")
+    parser.add_argument("--remesh", choices=("none", "quads"), default="none",
+                        help="quads: remesh the result into quads with QuadriFlow (the triangles stay if it fails)")
+    parser.add_argument("--target-faces", type=int, default=5000, metavar="N",
+                        help="--remesh quads: about how many quads (100 to 200000)")
     parser.add_argument("--server-python", help="Python of the server environment")
     parser.add_argument("--port", type=int, help="server port (default: the add-on preference)")
-    parser.add_argument("--out", type=Path, action="append", required=True,
+    parser.add_argument("--out", type=Path, action="append", default=[],
                         help="output file: .blend, .glb, .obj or .ply; repeat for several")
     parser.add_argument("--render", type=Path, help="also render a PNG preview of the result")
+    setup = parser.add_argument_group("setting up the server environment")
+    setup.add_argument("--setup-server", nargs="?", const="", metavar="DIR",
+                       help="create or repair the server environment in DIR (default: the extension's user folder)")
+    setup.add_argument("--cuda", action="store_true", help="install torch for NVIDIA GPUs instead of the CPU")
+    setup.add_argument("--wheelhouse", help="install from this folder of wheels alone, offline")
+    setup.add_argument("--setup-python", help="a Python 3.11 to build the environment with (default: Blender's)")
+    setup.add_argument("--torch-index", help="extra package index for torch ('none': pip's own configuration)")
     return parser
 
 
@@ -96,14 +119,36 @@ def check_roundness(value: float) -> None:
         raise HeadlessError(f"--{exc.message}") from None
 
 
+def installed_module() -> str | None:
+    """The module name of the installed extension this script belongs to ("bl_ext.<repo>.sketch2mesh"),
+    or None when it runs from a source checkout."""
+    import bpy
+
+    here = Path(__file__).resolve().parent
+    if not (here / "blender_manifest.toml").is_file():
+        return None
+    for repo in bpy.context.preferences.extensions.repos:
+        if repo.enabled and Path(repo.directory).resolve() == here.parent:
+            return f"bl_ext.{repo.module}.{here.name}"
+    raise HeadlessError(f"{here} is neither a source checkout nor in one of Blender's extension repositories")
+
+
 def enable_addon() -> tuple[str, bool]:
-    """Make the Sketch2Mesh operators available; return (module name, whether we enabled it)."""
+    """Make the Sketch2Mesh operators available; return (module name, whether we enabled it).
+    An installed extension enables itself; a source checkout, the add-on module beside it."""
     import addon_utils
     import bpy
 
     for name in bpy.context.preferences.addons.keys():
         if name == SOURCE_MODULE or name.endswith(".sketch2mesh"):
             return name, False
+    installed = installed_module()
+    if installed is not None:
+        errors: list[BaseException] = []
+        if addon_utils.enable(installed, default_set=True, handle_error=errors.append) is None:
+            raise HeadlessError(f"could not enable the installed extension {installed}: "
+                                f"{errors[0] if errors else 'unknown error'}")
+        return installed, True
     script_dir = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(script_dir)]
     if str(REPO) not in sys.path:
@@ -249,10 +294,41 @@ def _render_cycles(scene) -> None:
     bpy.ops.render.render(write_still=True)
 
 
+def setup_server(args: argparse.Namespace) -> str:
+    """Run Set up server with the options given; return the new environment's interpreter."""
+    import bpy
+
+    addon_module, we_enabled = enable_addon()
+    try:
+        prefs = bpy.context.preferences.addons[addon_module].preferences
+        prefs.setup_flavour = "CUDA" if args.cuda else "CPU"
+        prefs.wheelhouse = str(Path(args.wheelhouse).resolve()) if args.wheelhouse else ""
+        prefs.setup_python = args.setup_python or ""
+        prefs.torch_index = args.torch_index or ""
+        directory = str(Path(args.setup_server).resolve()) if args.setup_server else ""
+        try:
+            bpy.ops.sketch2mesh.setup_server(directory=directory)
+        except RuntimeError as exc:
+            raise HeadlessError(str(exc).strip().removeprefix("Error: ")) from None
+        return prefs.server_python
+    finally:
+        if we_enabled:
+            import addon_utils
+
+            addon_utils.disable(addon_module, default_set=True)
+
+
 def run(args: argparse.Namespace) -> None:
     """Open, reconstruct, write. Raises HeadlessError or RuntimeError with a one-line message."""
     import bpy
 
+    if args.setup_server is not None:
+        args.server_python = setup_server(args)
+        print(f"Server Python: {args.server_python}")
+        if not args.out:
+            return
+    if not args.out:
+        raise HeadlessError("give --out OUT.blend|.glb|.obj|.ply (or --setup-server)")
     bad = [p for p in args.out if p.suffix.lower() not in OUTPUT_SUFFIXES]
     if bad:
         raise HeadlessError(f"--out must end in {', '.join(OUTPUT_SUFFIXES)}, not {bad[0].name!r}")
@@ -283,7 +359,8 @@ def run(args: argparse.Namespace) -> None:
             bpy.ops.object.mode_set(mode="OBJECT")
         bpy.context.view_layer.objects.active = sketch
         bpy.ops.sketch2mesh.reconstruct(backend=args.backend.upper(), roundness=args.roundness,
-                                        detail=args.detail.upper(), refine_iterations=args.refine)
+                                        detail=args.detail.upper(), refine_iterations=args.refine,
+                                        remesh=args.remesh.upper(), target_faces=args.target_faces)
         result = bpy.context.view_layer.objects.active
         mesh_import = importlib.import_module(addon_module + ".mesh_import")
         protocol = importlib.import_module(addon_module + ".protocol")
@@ -308,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(split_argv(sys.argv if argv is None else argv))
     try:
         run(args)
-    except (HeadlessError, RuntimeError, OSError) as exc:
+    except HeadlessError as exc:
+        first, *details = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"error: {first}", file=sys.stderr)
+        for line in details:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    except (RuntimeError, OSError) as exc:
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         print(f"error: {message.removeprefix('Error: ')}", file=sys.stderr)
         return 1

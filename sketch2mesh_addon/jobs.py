@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from . import client, protocol, server_process
+from . import client, protocol, server_process, server_setup
 
 Progress = Callable[[str, float], None]
 Work = Callable[[Progress, threading.Event], Any]
@@ -89,6 +90,8 @@ def user_message(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, server_process.ServerStartError):
         return str(exc)
+    if isinstance(exc, server_setup.SetupError):
+        return exc.report()
     if isinstance(exc, OSError):
         return f"Sketch2Mesh could not start or reach the server: {exc.strerror or exc}"
     return f"Sketch2Mesh failed: {exc}"
@@ -144,5 +147,18 @@ def start_server_work(settings: server_process.Settings) -> Work:
     def work(progress: Progress, cancel: threading.Event) -> server_process.Connection:
         progress("Starting the server", 0.0)
         return server_process.ensure_server(replace(settings, auto_start=True), cancel)
+
+    return work
+
+
+def setup_work(plan: server_setup.Plan) -> Work:
+    """Work that makes or repairs the server environment; a server this add-on started from
+    that environment is stopped first, since the set-up replaces its packages and code."""
+
+    def work(progress: Progress, cancel: threading.Event) -> server_setup.Ready:
+        running = server_process.managed()
+        if running is not None and plan.env_dir in Path(running.settings.server_python).parents:
+            server_process.stop()
+        return server_setup.setup(plan, progress, cancel)
 
     return work

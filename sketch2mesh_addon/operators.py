@@ -17,7 +17,8 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import client, job_flow, jobs, mesh_import, preferences, protocol, server_process, strokes
+from . import (client, job_flow, jobs, mesh_import, preferences, protocol, remesh, server_process, server_setup,
+               strokes)
 
 BACKENDS = (
     ("LEARNED", "Learned", "The trained network refines the visual hull: rounder cross-sections, cavities and holes"),
@@ -39,6 +40,7 @@ VIEWS = (
 VIEW_AXIS = {"FRONT": "FRONT", "SIDE": "RIGHT", "TOP": "TOP"}  # view3d.view_axis types
 DRAW_PLANE = {"FRONT": "AXIS_Y", "SIDE": "AXIS_X", "TOP": "AXIS_Z"}  # Grease Pencil drawing plane
 TIMER_S = 0.1
+SETUP_TITLE = "Set up server"
 
 
 def roundness_property() -> FloatProperty:
@@ -47,6 +49,25 @@ def roundness_property() -> FloatProperty:
     return FloatProperty(name="Roundness", description="Round backend: cross-sections from the hull's rectangles "
                          "(0) to inscribed ellipses (1)", default=protocol.DEFAULT_ROUNDNESS, min=lo, max=hi,
                          subtype="FACTOR")
+
+
+REMESH = (
+    ("NONE", "None", "Keep the reconstruction's triangle mesh"),
+    ("QUADS", "Quads", "Remesh the result into quads with Blender's QuadriFlow (Blender waits while it runs; "
+                       "the triangle mesh is kept if it fails)"),
+)
+
+
+def remesh_property() -> EnumProperty:
+    """Reconstruct's Remesh choice, for the operator and the panel alike."""
+    return EnumProperty(name="Remesh", description="What to make of the reconstructed triangle mesh", items=REMESH,
+                        default="NONE")
+
+
+def target_faces_property() -> IntProperty:
+    """About how many quads Remesh: Quads aims for, for the operator and the panel alike."""
+    return IntProperty(name="Target Faces", description="Remesh Quads: about how many quads QuadriFlow aims for "
+                       "(more is finer and slower)", default=5000, min=100, max=200_000, soft_max=50_000)
 
 
 def _view3d_override(context: bpy.types.Context) -> dict | None:
@@ -94,7 +115,7 @@ def _to_object_mode(context: bpy.types.Context) -> None:
 def _tag_redraw(context: bpy.types.Context) -> None:
     for window in context.window_manager.windows:
         for area in window.screen.areas:
-            if area.type == "VIEW_3D":
+            if area.type in ("VIEW_3D", "PREFERENCES"):
                 area.tag_redraw()
 
 
@@ -163,7 +184,7 @@ class JobOperator:
             return {"CANCELLED"}
         try:
             result = self.run_sync(work)
-        except (client.ServerError, server_process.ServerStartError, OSError) as exc:
+        except (client.ServerError, server_process.ServerStartError, server_setup.SetupError, OSError) as exc:
             self.abandon(context)
             self.report({"ERROR"}, jobs.user_message(exc))
             return {"CANCELLED"}
@@ -257,6 +278,8 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
     refine_iterations: IntProperty(name="Refine Iterations", description="Fit to strokes iterations after "
                                    "reconstruction (0 skips)", default=0, min=0, max=10_000)
+    remesh: remesh_property()
+    target_faces: target_faces_property()
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -294,7 +317,27 @@ class SKETCH2MESH_OT_reconstruct(JobOperator, bpy.types.Operator):
                               f"{len(result.faces)} faces ({result.info.get('backend', '?')}, {seconds:.1f} s).")
         for note in mesh_import.notes(obj):
             self.report({"INFO"}, note)
+        if self.remesh == "QUADS":
+            self.remesh_quads(context, obj)
         return {"FINISHED"}
+
+    def remesh_quads(self, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+        """Remesh the new object into quads, or keep its triangles and say why QuadriFlow failed.
+        QuadriFlow blocks Blender for seconds, so the cursor waits meanwhile."""
+        started = time.perf_counter()
+        if context.window is not None:
+            context.window.cursor_set("WAIT")
+        try:
+            reason = remesh.remesh_quads(context, obj, self.target_faces)
+        finally:
+            if context.window is not None:
+                context.window.cursor_set("DEFAULT")
+        if reason is not None:
+            self.report({"WARNING"}, f"QuadriFlow could not remesh {obj.name} to quads ({reason}); "
+                                     "kept the triangle mesh.")
+            return
+        self.report({"INFO"}, f"Remeshed {obj.name} to {len(obj.data.polygons)} quads "
+                              f"(target {self.target_faces}, {time.perf_counter() - started:.1f} s).")
 
 
 class SKETCH2MESH_OT_fit_strokes(JobOperator, bpy.types.Operator):
@@ -384,6 +427,41 @@ class SKETCH2MESH_OT_server_start(JobOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SKETCH2MESH_OT_setup_server(JobOperator, bpy.types.Operator):
+    """Create or repair the server's Python environment from what the extension carries (about 1 GB to download), then check that its server answers"""
+
+    bl_idname = "sketch2mesh.setup_server"
+    bl_label = "Set Up Server"
+    bl_options = {"REGISTER"}
+    job_title = SETUP_TITLE
+
+    directory: StringProperty(name="Directory", description="Where to create the environment (default: the "
+                              "extension's user folder)", default="", subtype="DIR_PATH", options={"SKIP_SAVE"})
+
+    def prepare(self, context: bpy.types.Context) -> jobs.Work | None:
+        try:
+            plan = preferences.setup_plan(context, self.directory)
+        except server_setup.SetupError as exc:
+            self.report({"ERROR"}, exc.message)
+            return None
+        if plan.flavour == "cuda" and not plan.wheelhouse and not server_setup.nvidia_gpu_cached():
+            self.report({"ERROR"}, "No NVIDIA GPU was found: choose CPU under Packages in the add-on's preferences, "
+                                   "then click Set up server again.")
+            return None
+        prefs = preferences.preferences(context)
+        python = server_setup.env_python(plan.env_dir)
+        if prefs is not None and prefs.server_python and bpy.path.abspath(prefs.server_python) == str(python):
+            prefs.server_python = ""      # filled again once the environment answers
+        return jobs.setup_work(plan)
+
+    def finish(self, context: bpy.types.Context, ready: server_setup.Ready) -> set[str]:
+        prefs = preferences.preferences(context)
+        if prefs is not None:
+            prefs.server_python = ready.python
+        self.report({"INFO"}, f"Sketch2Mesh server {ready.label()}: Server Python is {ready.python}.")
+        return {"FINISHED"}
+
+
 class SKETCH2MESH_OT_server_stop(bpy.types.Operator):
     """Stop the Sketch2Mesh server that Blender started"""
 
@@ -422,6 +500,7 @@ CLASSES = (
     SKETCH2MESH_OT_reconstruct,
     SKETCH2MESH_OT_fit_strokes,
     SKETCH2MESH_OT_server_start,
+    SKETCH2MESH_OT_setup_server,
     SKETCH2MESH_OT_server_stop,
     SKETCH2MESH_OT_cancel,
 )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+from pathlib import Path
 
 import bpy
 from bpy.props import EnumProperty, IntProperty, PointerProperty
 
-from . import job_flow, jobs, mesh_import, preferences, server_process, strokes
-from .operators import BACKENDS, DEFAULT_BACKEND, DETAILS, roundness_property
+from . import job_flow, jobs, mesh_import, preferences, server_process, server_setup, strokes
+from .operators import (BACKENDS, DEFAULT_BACKEND, DETAILS, SETUP_TITLE, remesh_property, roundness_property,
+                        target_faces_property)
 
 
 class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
@@ -17,6 +20,8 @@ class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
     backend: EnumProperty(name="Backend", items=BACKENDS, default=DEFAULT_BACKEND)
     roundness: roundness_property()
     detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
+    remesh: remesh_property()
+    target_faces: target_faces_property()
     fit_iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
     fit_sketch: PointerProperty(name="Sketch", type=bpy.types.Object, poll=lambda self, obj: strokes.is_sketch(obj),
                                 description="Sketch to fit to when the mesh was not reconstructed from one")
@@ -30,6 +35,46 @@ def draw_running_job(layout: bpy.types.UILayout) -> bool:
     layout.progress(factor=job.fraction, type="BAR", text=job_flow.progress_text(job))
     layout.operator("sketch2mesh.cancel", icon="CANCEL")
     return True
+
+
+def server_state(context: bpy.types.Context) -> tuple[str, str]:
+    """The server environment at a glance, as (text, icon): being set up, ready (and on
+    what), the artist's own Server Python, or not set up."""
+    job = jobs.current()
+    if job is not None and job.title == SETUP_TITLE:
+        return f"setting up… {job.fraction:.0%}", "SORTTIME"
+    prefs = preferences.preferences(context)
+    own = (prefs.server_python if prefs is not None else "") or os.environ.get(preferences.SERVER_PYTHON_ENV, "")
+    ready = server_setup.read_ready(preferences.env_dir())
+    if own and (ready is None or Path(bpy.path.abspath(own)) != Path(ready.python)):
+        return f"own environment: {own}", "CONSOLE"
+    if ready is not None:
+        return ready.label(), "CHECKMARK"
+    return f"not set up ({server_setup.DOWNLOAD_SIZE} to download)", "ERROR"
+
+
+def draw_server_state(layout: bpy.types.UILayout, context: bpy.types.Context, setup_button: bool = True) -> None:
+    """The environment's state; while it is set up, progress and Cancel; when it is not
+    ready, the Set up button; after a failure, its sentence and pip's last lines."""
+    text, icon = server_state(context)
+    job = jobs.current()
+    if job is not None and job.title == SETUP_TITLE:
+        layout.progress(factor=job.fraction, type="BAR", text=text)
+        layout.label(text=job_flow.progress_text(job))
+        layout.operator("sketch2mesh.cancel", icon="CANCEL")
+        return
+    row = layout.row()
+    row.label(text=text, icon=icon)
+    if setup_button:
+        row.operator("sketch2mesh.setup_server", text="Repair" if icon == "CHECKMARK" else "Set up",
+                     icon="FILE_REFRESH" if icon == "CHECKMARK" else "IMPORT")
+    failure = server_setup.last_failure
+    if failure is not None and icon != "CHECKMARK":
+        box = layout.box()
+        for i, line in enumerate(textwrap.wrap(failure.message, NOTE_CHARACTERS + 24)):
+            box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
+        for line in failure.details.splitlines():
+            box.label(text=line[:120])
 
 
 NOTE_CHARACTERS = 36   # characters per line of a note when the sidebar's width is unknown
@@ -64,6 +109,7 @@ class SKETCH2MESH_PT_server(Sketch2MeshPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        draw_server_state(layout, context)
         layout.label(text=server_process.describe(preferences.settings(context)))
         row = layout.row(align=True)
         row.operator("sketch2mesh.server_start", text="Start", icon="PLAY")
@@ -96,9 +142,16 @@ class SKETCH2MESH_PT_reconstruct(Sketch2MeshPanel, bpy.types.Panel):
         row.active = props.backend == "ROUND"   # shown greyed out for the backends that ignore it
         row.prop(props, "roundness", slider=True)
         layout.prop(props, "detail")
+        row = layout.row()
+        row.label(text="Remesh")
+        row.prop(props, "remesh", expand=True)
+        row = layout.row()
+        row.active = props.remesh == "QUADS"   # greyed out while Remesh is None
+        row.prop(props, "target_faces")
         if not draw_running_job(layout):
             op = layout.operator("sketch2mesh.reconstruct", text="Reconstruct from Sketch", icon="MESH_MONKEY")
             op.backend, op.roundness, op.detail = props.backend, props.roundness, props.detail
+            op.remesh, op.target_faces = props.remesh, props.target_faces
         draw_notes(layout, context, context.active_object)
 
 

@@ -82,8 +82,9 @@ class ManagedServer:
     def start(self) -> None:
         python = Path(self.settings.server_python)
         if not self.settings.server_python:
-            raise ServerStartError("Set the Server Python preference (Edit > Preferences > Add-ons > Sketch2Mesh) "
-                                   "to the Python of the Sketch2Mesh server environment.")
+            raise ServerStartError("The Sketch2Mesh server is not set up: click Set up in the sidebar's Server box "
+                                   "(about 1 GB to download), or set Server Python in the add-on's preferences "
+                                   "to an environment of your own.")
         if not python.is_file():
             raise ServerStartError(f"The Server Python preference points to {python}, which does not exist; "
                                    "set it to the Python of the Sketch2Mesh server environment.")

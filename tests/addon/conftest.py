@@ -195,3 +195,13 @@ def unused_port():
 def server_python():
     """The server environment's Python."""
     return SERVER_PYTHON
+
+
+@pytest.fixture
+def undo_window():
+    """A context manager that gives undo the window it needs; the wheel has one, though it
+    runs in background mode."""
+    def window_context():
+        window = bpy.context.window_manager.windows[0]
+        return bpy.context.temp_override(window=window, screen=window.screen, area=window.screen.areas[0])
+    return window_context

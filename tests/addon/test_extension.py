@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -25,21 +26,20 @@ def _tool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(EXT_TOOL), *args], capture_output=True, text=True, timeout=300)
 
 
+def _builder():
+    """tools/build_extension.py, the one recipe `make extension` runs too."""
+    spec = importlib.util.spec_from_file_location("build_extension", REPO / "tools" / "build_extension.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def extension_zip(tmp_path_factory) -> Path:
-    """The zip, built the way `make extension` does: manifest + package sources, then Blender's tool."""
-    root = tmp_path_factory.mktemp("extension")
-    source, dist = root / "extension", root / "dist"
-    source.mkdir()
-    dist.mkdir()  # Blender's tool does not create it
-    shutil.copy(MANIFEST, source)
-    for path in (REPO / "sketch2mesh_addon").glob("*.py"):
-        shutil.copy(path, source)
-    built = _tool("build", "--source-dir", str(source), "--output-dir", str(dist))
-    assert built.returncode == 0, built.stdout + built.stderr
+    """The zip, built as `make extension` builds it (Blender's tool builds and validates it)."""
+    zip_path = _builder().build(tmp_path_factory.mktemp("dist"), REPO)
     version = tomllib.loads(MANIFEST.read_text())["version"]
-    zip_path = dist / f"sketch2mesh-{version}.zip"
-    assert zip_path.is_file(), built.stdout
+    assert zip_path.name == f"sketch2mesh-{version}.zip" and zip_path.is_file()
     return zip_path
 
 
@@ -55,8 +55,16 @@ def test_extension_builds_and_validates(extension_zip):
     validated = _tool("validate", str(extension_zip))
     assert validated.returncode == 0, validated.stdout + validated.stderr
     names = set(zipfile.ZipFile(extension_zip).namelist())
-    assert {"blender_manifest.toml", "__init__.py", "protocol.py", "operators.py"} <= names
+    assert {"blender_manifest.toml", "__init__.py", "protocol.py", "operators.py", "server_setup.py"} <= names
+    # The server the add-on sets up rides along: its code, the shipped weights, the pinned list.
+    assert {"model_server/__main__.py", "model_server/server.py", "model_server/weights/refine.pt",
+            "requirements/runtime.txt"} <= names
+    assert not any(n.startswith(("tests/", "benchmarks/", "examples/", "docs/")) for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    pins = zipfile.ZipFile(extension_zip).read("requirements/runtime.txt").decode()
+    requirements = [line for line in pins.splitlines() if line.strip() and not line.startswith("#")]
+    assert requirements and all("==" in line for line in requirements), "every requirement is pinned"
+    assert extension_zip.stat().st_size < 30e6
 
 
 INSTALL_SCRIPT = textwrap.dedent("""
@@ -91,3 +99,49 @@ def test_extension_installs_into_a_fresh_profile_and_enables(extension_zip, tmp_
     assert Path(lines["PACKAGE_DIR"]).is_relative_to(profile)
     assert Path(lines["USER_DIR"]).is_relative_to(profile) and not Path(lines["USER_DIR"]).is_relative_to(
         Path(lines["PACKAGE_DIR"]))
+
+
+def _installed(extension_zip: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """Install the zip into a fresh Blender profile; return the installed package folder and an
+    environment that knows nothing of this repository (no PYTHONPATH, no Server Python)."""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(profile))
+    for name in ("PYTHONPATH", "SKETCH2MESH_SERVER_PYTHON"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, str(extension_zip)], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    package = next(line.split(" ", 1)[1] for line in done.stdout.splitlines() if line.startswith("PACKAGE_DIR"))
+    return Path(package), env
+
+
+@pytest.mark.slow
+def test_installed_zip_sets_up_its_server_and_reconstructs_with_nothing_from_the_repository(extension_zip, tmp_path):
+    """The artist's route: install the zip, Set up server (a real install from the package
+    registry), reconstruct a bundled example through the installed extension alone."""
+    package, env = _installed(extension_zip, tmp_path)
+    env_dir = tmp_path / "server env"
+    # pip's own configuration picks torch's build on this machine: no extra index to reach.
+    setup = subprocess.run([sys.executable, str(package / "headless.py"), "--", "--setup-server", str(env_dir),
+                            "--torch-index", "none"], capture_output=True, text=True, env=env, timeout=1800,
+                           cwd=tmp_path)
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+    assert "Installing" in setup.stdout and "ready: CPU" in setup.stdout     # progress went to the console
+    server_python = next(line.split(": ", 1)[1] for line in setup.stdout.splitlines()
+                         if line.startswith("Server Python: "))
+    assert Path(server_python).is_relative_to(env_dir)
+    assert json.loads((env_dir / "sketch2mesh-ready.json").read_text())["python"] == server_python
+    where = subprocess.run([server_python, "-c", "import model_server, sketch2mesh_addon.protocol as p; "
+                            "print(model_server.__file__); print(p.__file__)"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, timeout=60)
+    assert where.returncode == 0, where.stderr
+    assert all(Path(line).is_relative_to(env_dir) for line in where.stdout.splitlines()), where.stdout
+
+    out = tmp_path / "spot.ply"
+    done = subprocess.run([sys.executable, str(package / "headless.py"), "--", "--strokes",
+                           str(REPO / "examples" / "spot" / "strokes.json"), "--server-python", server_python,
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert out.is_file() and out.stat().st_size > 10_000
+    assert str(REPO) not in done.stdout + done.stderr

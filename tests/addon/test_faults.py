@@ -334,10 +334,6 @@ def test_disabling_the_add_on_mid_job_stops_its_server(managed_scene, draw_sketc
 # --- 4. Undo and redo around Reconstruct and Fit to strokes -----------------------------------
 
 
-def _undo_window():
-    """Undo needs a window in the context; the wheel has one, though it runs in background mode."""
-    window = bpy.context.window_manager.windows[0]
-    return bpy.context.temp_override(window=window, screen=window.screen, area=window.screen.areas[0])
 
 
 def _as_from_the_ui(operator, **options) -> set[str]:
@@ -364,12 +360,12 @@ def _checked_mesh(counts: tuple[int, int], keys: list[str]) -> bpy.types.Object:
 
 
 @pytest.mark.slow
-def test_undo_and_redo_around_reconstruct_and_fit_keep_valid_data(served_scene, draw_sketch):
+def test_undo_and_redo_around_reconstruct_and_fit_keep_valid_data(served_scene, draw_sketch, undo_window):
     draw_sketch()
     drawn = sketch_strokes()
     for operator in (bpy.types.SKETCH2MESH_OT_reconstruct, bpy.types.SKETCH2MESH_OT_fit_strokes):
         assert "UNDO" in operator.bl_options
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.undo_push(message="before")   # background mode starts with undo off
 
     assert _as_from_the_ui(bpy.ops.sketch2mesh.reconstruct, backend="HULL", detail="LOW") == {"FINISHED"}
@@ -379,12 +375,12 @@ def test_undo_and_redo_around_reconstruct_and_fit_keep_valid_data(served_scene, 
     basis = _co(_checked_mesh(counts, []).data.vertices)
     assert sketch_strokes() == drawn
 
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.undo()
     assert "Sketch_mesh" not in bpy.data.objects and not bpy.data.meshes.get("Sketch_mesh")
     assert sketch_strokes() == drawn
 
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.redo()
     np.testing.assert_array_equal(_co(_checked_mesh(counts, []).data.vertices), basis)
     assert sketch_strokes() == drawn
@@ -398,12 +394,12 @@ def test_undo_and_redo_around_reconstruct_and_fit_keep_valid_data(served_scene, 
     assert keys[mesh_import.FITTED_KEY].value == 1.0 and not np.array_equal(fitted, basis)
     assert sketch_strokes() == drawn
 
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.undo()
     np.testing.assert_array_equal(_co(_checked_mesh(counts, []).data.vertices), basis)
     assert sketch_strokes() == drawn
 
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.redo()
     keys = _checked_mesh(counts, ["Basis", mesh_import.FITTED_KEY]).data.shape_keys.key_blocks
     np.testing.assert_array_equal(_co(keys[mesh_import.FITTED_KEY].data), fitted)

@@ -34,9 +34,6 @@ def test_view_operator_makes_the_matching_layer_active(scene):
     assert obj.data.layers.active == strokes.find_layer(obj, "Side")
 
 
-def _undo_window():
-    window = bpy.context.window_manager.windows[0]
-    return bpy.context.temp_override(window=window, screen=window.screen, area=window.screen.areas[0])
 
 
 def _as_from_the_ui(operator, **options) -> set[str]:
@@ -44,11 +41,11 @@ def _as_from_the_ui(operator, **options) -> set[str]:
     return operator("EXEC_DEFAULT", True, **options)
 
 
-def test_new_sketch_is_one_undo_step(scene):
-    with _undo_window():
+def test_new_sketch_is_one_undo_step(scene, undo_window):
+    with undo_window():
         bpy.ops.ed.undo_push(message="before")   # background mode starts with undo off
     assert _as_from_the_ui(bpy.ops.sketch2mesh.new_sketch) == {"FINISHED"}
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.undo()
         assert "Sketch" not in bpy.data.objects
         bpy.ops.ed.redo()
@@ -56,13 +53,13 @@ def test_new_sketch_is_one_undo_step(scene):
 
 
 @pytest.mark.slow
-def test_reconstruct_and_fit_are_one_undo_step_each(served_scene, draw_sketch):
+def test_reconstruct_and_fit_are_one_undo_step_each(served_scene, draw_sketch, undo_window):
     draw_sketch()
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.undo_push(message="before")
     assert _as_from_the_ui(bpy.ops.sketch2mesh.reconstruct, backend="HULL", detail="LOW") == {"FINISHED"}
     assert _as_from_the_ui(bpy.ops.sketch2mesh.fit_strokes, iterations=5) == {"FINISHED"}
-    with _undo_window():
+    with undo_window():
         bpy.ops.ed.undo()
         assert bpy.data.objects["Sketch_mesh"].data.shape_keys is None   # the fit, undone alone
         bpy.ops.ed.undo()

@@ -100,6 +100,17 @@ def test_reconstruct_shows_the_roundness_slider_and_its_button_carries_it(scene)
         assert (button.backend, button.roundness) == (backend, 0.25)
 
 
+def test_panel_greys_out_target_faces_unless_quads_and_its_button_carries_both(scene):
+    settings = bpy.context.scene.sketch2mesh
+    for remesh in ("NONE", "QUADS"):
+        settings.remesh, settings.target_faces = remesh, 1200
+        drawn = draw(panel.SKETCH2MESH_PT_reconstruct)
+        assert ("prop", "remesh") in drawn and ("prop", "target_faces") in drawn
+        assert (("inactive", "target_faces") in drawn) == (remesh == "NONE")
+        button = operators_drawn(drawn)["sketch2mesh.reconstruct"]
+        assert (button.remesh, button.target_faces) == (remesh, 1200)
+
+
 def test_fit_button_carries_the_scenes_iterations(scene):
     bpy.context.scene.sketch2mesh.fit_iterations = 37
     assert operators_drawn(draw(panel.SKETCH2MESH_PT_refine))["sketch2mesh.fit_strokes"].iterations == 37
@@ -160,3 +171,76 @@ def test_sketch_panel_buttons_switch_to_each_views_layer(scene, draw_sketch):
     for view in views:
         bpy.ops.sketch2mesh.view(view=view)
         assert sketch.data.layers.active == strokes.find_layer(sketch, view.title())
+
+
+def test_server_box_tells_the_environments_state_at_a_glance(scene, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from sketch2mesh_addon import operators, preferences, server_setup
+
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    monkeypatch.setattr(preferences, "env_dir", lambda: env_dir)
+    monkeypatch.delenv(preferences.SERVER_PYTHON_ENV, raising=False)
+    prefs = preferences.preferences()
+    saved, prefs.server_python = prefs.server_python, ""
+    try:
+        drawn = draw(panel.SKETCH2MESH_PT_server)
+        assert "not set up (about 1 GB to download)" in labels(drawn)
+        assert "sketch2mesh.setup_server" in operators_drawn(drawn)
+
+        server_setup.last_failure = server_setup.SetupError("Could not download the server's packages: check the "
+                                                            "internet connection.", "pip line one\npip line two")
+        drawn = labels(draw(panel.SKETCH2MESH_PT_server))
+        pip = drawn.index("pip line one")
+        assert drawn[pip + 1] == "pip line two"
+        assert " ".join(drawn[pip - 2:pip]) == ("Could not download the server's packages: check the internet "
+                                                "connection.")                       # the sentence, wrapped, then pip
+
+        marker = env_dir / server_setup.READY_FILE
+        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cpu", "gpu": ""}))
+        drawn = draw(panel.SKETCH2MESH_PT_server)
+        assert "ready: CPU" in labels(drawn) and not any("pip line" in text for text in labels(drawn))
+        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cuda", "gpu": "NVIDIA H200"}))
+        assert "ready: CUDA (NVIDIA H200)" in labels(draw(panel.SKETCH2MESH_PT_server))
+
+        prefs.server_python = "/opt/own/bin/python"       # a pipeline engineer's own environment
+        assert "own environment: /opt/own/bin/python" in labels(draw(panel.SKETCH2MESH_PT_server))
+
+        reached, release = threading.Event(), threading.Event()
+
+        def work(progress, cancel):
+            progress("Downloading open3d (400.8 MB) (CPU)", 0.4)
+            reached.set()
+            release.wait(WAIT_S)
+
+        job = jobs.submit(operators.SETUP_TITLE, work)
+        assert reached.wait(WAIT_S)
+        drawn = draw(panel.SKETCH2MESH_PT_server)
+        assert ("progress", "setting up… 40%", 0.4) in drawn
+        assert "Set up server: Downloading open3d (400.8 MB) (CPU)" in labels(drawn)
+        assert "sketch2mesh.cancel" in operators_drawn(drawn)
+        release.set()
+        assert job.done.wait(WAIT_S)
+    finally:
+        prefs.server_python = saved
+        server_setup.last_failure = None
+
+
+def test_preferences_offer_set_up_with_its_options_and_keep_server_python(scene, monkeypatch, tmp_path):
+    from sketch2mesh_addon import preferences
+
+    monkeypatch.setattr(preferences, "env_dir", lambda: tmp_path / "env")
+    monkeypatch.delenv(preferences.SERVER_PYTHON_ENV, raising=False)
+    prefs = preferences.preferences()
+    saved, prefs.server_python = prefs.server_python, ""
+    try:
+        layout = Layout()
+        preferences.Sketch2MeshPreferences.draw(SimpleNamespace(layout=layout), bpy.context)
+    finally:
+        prefs.server_python = saved
+    props = {item[1] for item in layout.drawn if item[0] == "prop"}
+    assert {"setup_flavour", "setup_python", "wheelhouse", "torch_index", "server_python"} <= props
+    assert "sketch2mesh.setup_server" in operators_drawn(layout.drawn)
+    assert any(text.startswith(("NVIDIA GPU: ", "No NVIDIA GPU found")) for text in labels(layout.drawn))

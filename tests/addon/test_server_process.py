@@ -114,7 +114,7 @@ def test_missing_server_python_is_a_clear_error(managed_scene, draw_sketch, scen
 def test_empty_server_python_asks_to_set_the_preference(managed_scene, monkeypatch):
     monkeypatch.delenv("SKETCH2MESH_SERVER_PYTHON", raising=False)
     _prefs().server_python = ""
-    with pytest.raises(RuntimeError, match="Set the Server Python preference"):
+    with pytest.raises(RuntimeError, match="The Sketch2Mesh server is not set up: click Set up"):
         bpy.ops.sketch2mesh.server_start()
 
 
