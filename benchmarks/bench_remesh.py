@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import bpy  # noqa: E402  (first: it puts Blender's script modules, addon_utils among them, on the path)
 import addon_utils  # noqa: E402
-import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sketch2mesh_addon import preferences, remesh, server_process, strokes  # noqa: E402
