@@ -48,9 +48,19 @@ def server_state(context: bpy.types.Context) -> tuple[str, str]:
     ready = server_setup.read_ready(preferences.env_dir())
     if own and (ready is None or Path(bpy.path.abspath(own)) != Path(ready.python)):
         return f"own environment: {own}", "CONSOLE"
+    if ready is not None and ready.stamp != _carried_stamp():
+        return f"{ready.label()}, from an older extension: click Repair", "CHECKMARK"
     if ready is not None:
         return ready.label(), "CHECKMARK"
     return f"not set up ({server_setup.DOWNLOAD_SIZE} to download)", "ERROR"
+
+
+def _carried_stamp() -> str:
+    """The stamp of the server this add-on carries ("" when it carries none)."""
+    try:
+        return server_setup.source_stamp(preferences.carried_source())
+    except (server_setup.SetupError, OSError):
+        return ""
 
 
 def draw_server_state(layout: bpy.types.UILayout, context: bpy.types.Context, setup_button: bool = True) -> None:

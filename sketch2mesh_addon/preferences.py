@@ -106,12 +106,17 @@ def env_dir() -> Path:
     return root / server_setup.ENV_FOLDER
 
 
-def setup_plan(context: bpy.types.Context | None = None, directory: str = "") -> server_setup.Plan:
-    """A set-up from the preferences, into ``directory`` (default :func:`env_dir`)."""
+def carried_source() -> server_setup.Source:
+    """The server this copy of the add-on carries; raises SetupError if it carries none."""
     from . import __file__ as package_file
 
+    return server_setup.find_source(Path(package_file).resolve().parent)
+
+
+def setup_plan(context: bpy.types.Context | None = None, directory: str = "") -> server_setup.Plan:
+    """A set-up from the preferences, into ``directory`` (default :func:`env_dir`)."""
     prefs = preferences(context)
-    source = server_setup.find_source(Path(package_file).resolve().parent)
+    source = carried_source()
     target = Path(bpy.path.abspath(directory)) if directory else env_dir()
     if prefs is None:
         return server_setup.Plan(env_dir=target, source=source)

@@ -22,6 +22,7 @@ headless script.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import queue
@@ -105,6 +106,7 @@ class Ready:
     python: str
     flavour: str
     gpu: str = ""
+    stamp: str = ""       # source_stamp() of the server it was set up from
 
     def label(self) -> str:
         """"ready: CPU" or "ready: CUDA (GPU name)"."""
@@ -120,6 +122,19 @@ def find_source(addon_dir: Path) -> Source:
     raise SetupError(f"This copy of Sketch2Mesh does not carry the server ({addon_dir} has no model_server "
                      "folder); install the extension zip from the release, or set Server Python to an "
                      "environment of your own.")
+
+
+@functools.cache
+def source_stamp(source: Source) -> str:
+    """A digest of the server the add-on carries (code, weights, pinned list, protocol), so an
+    environment set up from an older extension can be told apart. Cached: it changes only
+    when the extension is replaced, which reloads the add-on."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in source.model_server.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in [*files, source.requirements, source.addon / "protocol.py"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def env_python(env_dir: Path) -> Path:
@@ -352,7 +367,7 @@ def check_server(plan: Plan, python: Path, cancel: threading.Event) -> Ready:
                              "to repair it.", server.log_tail() or str(exc)) from None
         finally:
             server.stop()
-    return Ready(python=str(python), flavour=plan.flavour, gpu=probe["gpu"])
+    return Ready(python=str(python), flavour=plan.flavour, gpu=probe["gpu"], stamp=source_stamp(plan.source))
 
 
 def setup(plan: Plan, progress: Progress, cancel: threading.Event) -> Ready:

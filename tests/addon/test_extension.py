@@ -131,7 +131,8 @@ def test_installed_zip_sets_up_its_server_and_reconstructs_with_nothing_from_the
     server_python = next(line.split(": ", 1)[1] for line in setup.stdout.splitlines()
                          if line.startswith("Server Python: "))
     assert Path(server_python).is_relative_to(env_dir)
-    assert json.loads((env_dir / "sketch2mesh-ready.json").read_text())["python"] == server_python
+    ready = json.loads((env_dir / "sketch2mesh-ready.json").read_text())
+    assert ready["python"] == server_python and len(ready["stamp"]) == 16
     where = subprocess.run([server_python, "-c", "import model_server, sketch2mesh_addon.protocol as p; "
                             "print(model_server.__file__); print(p.__file__)"], capture_output=True, text=True,
                            env=env, cwd=tmp_path, timeout=60)

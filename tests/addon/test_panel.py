@@ -199,11 +199,17 @@ def test_server_box_tells_the_environments_state_at_a_glance(scene, tmp_path, mo
                                                 "connection.")                       # the sentence, wrapped, then pip
 
         marker = env_dir / server_setup.READY_FILE
-        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cpu", "gpu": ""}))
+        stamp = server_setup.source_stamp(preferences.carried_source())
+        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cpu", "gpu": "", "stamp": stamp}))
         drawn = draw(panel.SKETCH2MESH_PT_server)
         assert "ready: CPU" in labels(drawn) and not any("pip line" in text for text in labels(drawn))
-        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cuda", "gpu": "NVIDIA H200"}))
+        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cuda", "gpu": "NVIDIA H200",
+                                      "stamp": stamp}))
         assert "ready: CUDA (NVIDIA H200)" in labels(draw(panel.SKETCH2MESH_PT_server))
+        # Set up from an older extension's server: still usable, and the box says how to update it.
+        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cpu", "stamp": "0123456789abcdef"}))
+        assert "ready: CPU, from an older extension: click Repair" in labels(draw(panel.SKETCH2MESH_PT_server))
+        marker.write_text(json.dumps({"python": sys.executable, "flavour": "cpu", "gpu": "", "stamp": stamp}))
 
         prefs.server_python = "/opt/own/bin/python"       # a pipeline engineer's own environment
         assert "own environment: /opt/own/bin/python" in labels(draw(panel.SKETCH2MESH_PT_server))

@@ -181,3 +181,22 @@ def test_esc_while_setting_up_cancels_cleanly_through_the_job_flow(tmp_path):
     end = flow.handle(job_flow.Event.TICK)
     assert end.returns == job_flow.CANCELLED and end.report == job_flow.Report("INFO", "Set up server cancelled.")
     assert not env_dir.exists()
+
+
+def test_the_stamp_follows_what_the_server_carries(tmp_path):
+    import shutil
+
+    copy = tmp_path / "carried"
+    shutil.copytree(SOURCE.model_server, copy / "model_server", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "requirements").mkdir()
+    shutil.copy2(SOURCE.requirements, copy / "requirements")
+    for name in ("__init__.py", "protocol.py"):
+        shutil.copy2(SOURCE.addon / name, copy / name)
+    carried = server_setup.find_source(copy)
+    assert carried.model_server == copy / "model_server"           # the installed layout is found too
+    assert server_setup.source_stamp(carried) == server_setup.source_stamp(SOURCE)
+    (copy / "model_server" / "server.py").write_text("# changed\n", encoding="utf-8")
+    changed = server_setup.find_source(copy)
+    assert changed == carried          # the same Source, so clear the cache as a new Blender session would
+    server_setup.source_stamp.cache_clear()
+    assert server_setup.source_stamp(changed) != server_setup.source_stamp(SOURCE)
