@@ -9,11 +9,10 @@ size of 2, so F-score thresholds of 1% and 2% of the frame are 0.02 and 0.04.
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 from scipy.spatial import cKDTree
 
 from model_server.geometry.mesh import face_normals
-from model_server.geometry.raycast import render_silhouette
+from model_server.geometry.raycast import occupancy, render_silhouette
 from model_server.geometry.views import View
 from model_server.sketch.silhouette import fill_silhouette, iou
 
@@ -23,7 +22,6 @@ FRAME_SIZE = 2.0                                            # the canonical fram
 F_SCORE_THRESHOLDS = {"1%": 0.01 * FRAME_SIZE, "2%": 0.02 * FRAME_SIZE}
 SURFACE_SAMPLES = 20_000
 VOLUME_RESOLUTION = 64
-OCCUPANCY_RAYS = 3    # odd number of random rays voting inside/outside (robust to edge hits)
 
 
 def silhouette_iou(vertices: np.ndarray, faces: np.ndarray, mask: np.ndarray, view: View) -> float:
@@ -88,17 +86,6 @@ def normal_consistency(a_pts: np.ndarray, a_normals: np.ndarray, b_pts: np.ndarr
         return float(np.abs(np.einsum("ij,ij->i", _unit(pn), _unit(qn)[index])).mean())
 
     return 0.5 * (one_way(a_pts, a_normals, b_pts, b_normals) + one_way(b_pts, b_normals, a_pts, a_normals))
-
-
-def occupancy(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bool per point: inside the mesh, by counting ray crossings (open3d, a vote of
-    OCCUPANCY_RAYS random rays). Only meaningful for watertight meshes: an open surface
-    has no inside, and points near its holes come out either way."""
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
-                        o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
-    query = o3d.core.Tensor(np.ascontiguousarray(points, np.float32))
-    return scene.compute_occupancy(query, nsamples=OCCUPANCY_RAYS).numpy() > 0.5
 
 
 def volumetric_iou(mesh_a: Mesh, mesh_b: Mesh, res: int = VOLUME_RESOLUTION,
