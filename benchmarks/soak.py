@@ -107,13 +107,18 @@ class Soaked:
 
 
 def one(server: Soaked, kind: str, mixed: bool) -> tuple[bool, float]:
-    """One request of ``kind``; (whether it got its expected answer, seconds)."""
+    """One request of ``kind``; (whether it got its expected answer, seconds). A failure
+    is printed with what came back instead, so a rare one can be told apart."""
     started = time.perf_counter()
     for _ in range(BUSY_RETRIES):
         try:
-            return _request(server, kind), time.perf_counter() - started
+            good = _request(server, kind)
+            if not good:
+                print(f"soak: {kind} got an unexpected answer", file=sys.stderr, flush=True)
+            return good, time.perf_counter() - started
         except client.ServerError as exc:
             if not (mixed and exc.code == "busy"):
+                print(f"soak: {kind} failed: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
                 break
             time.sleep(0.05)
     return False, time.perf_counter() - started
@@ -123,7 +128,11 @@ def _request(server: Soaked, kind: str) -> bool:
     port, token = server.port, server.token
     if kind == "reconstruct":
         result = client.reconstruct(HOST, port, token, SKETCH, backend="hull", detail="low")
-        return len(result.faces) > 100 and abs(result.vertices[:, 0].mean() - 2.0) < 0.1
+        good = len(result.faces) > 100 and abs(result.vertices[:, 0].mean() - 2.0) < 0.1
+        if not good:
+            print(f"soak: reconstruct gave {len(result.faces)} faces, mean x {result.vertices[:, 0].mean():.3f}",
+                  file=sys.stderr, flush=True)
+        return good
     if kind == "fit":
         vertices, faces = ellipsoid()
         result = client.fit(HOST, port, token, vertices, faces, SKETCH, iterations=20)
