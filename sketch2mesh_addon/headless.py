@@ -18,7 +18,7 @@ Grease Pencil object; with --strokes, the new sketch's name), ``--backend learne
 ``--remesh none|quads`` (quads: remesh the result with Blender's QuadriFlow, keeping the
 triangles if it fails), ``--target-faces N`` (about how many quads, default 5000),
 ``--server-python PATH`` (default: the add-on preference, then the SKETCH2MESH_SERVER_PYTHON
-environment variable), ``--port N``, ``--out`` (repeat it to write several files) and
+environment variable, then the environment Set up server made), ``--port N``, ``--out`` (repeat it to write several files) and
 ``--render PREVIEW.png`` (a headless render of the result).
 
 Setting up the server environment, as the preferences' Set up server button does::
