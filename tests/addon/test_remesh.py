@@ -262,7 +262,10 @@ def test_a_run_that_leaves_a_defect_is_retried_with_the_next_seed_and_a_nudged_t
     meshes = len(bpy.data.meshes)
     assert remesh.remesh_quads(bpy.context, obj, 800) is None
     seed, nudge = remesh.QUADRIFLOW_SEED, remesh.QUADRIFLOW_NUDGES
-    assert runs == [(seed, round(800 * nudge[0])), (seed + 1, round(800 * nudge[1]))]
+    assert runs[:2] == [(seed, round(800 * nudge[0])), (seed + 1, round(800 * nudge[1]))]
+    # QuadriFlow's count varies from run to run: a second run that misses the count by more
+    # than QUADRIFLOW_RETARGET is re-aimed once, with the same seed, and that is all.
+    assert len(runs) <= 3 and all(run[0] == seed + 1 for run in runs[2:])
     _check_quads(obj, 800)
     assert obj.data.name == "Sphere" and len(bpy.data.meshes) == meshes
 
