@@ -24,6 +24,8 @@ from . import client, protocol
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 12
+# Child processes open no console window on Windows (0 elsewhere); the set-up's pip runs use it too.
+NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,9 @@ class ManagedServer:
         except protocol.TokenFileError as exc:
             raise ServerStartError(str(exc)) from None
         self.token_file.unlink(missing_ok=True)   # a killed server's stale token
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
         with open(self.console_file, "wb") as log:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, creationflags=flags,
+                                            stderr=subprocess.STDOUT, creationflags=NO_WINDOW,
                                             cwd=str(self.token_file.parent))
 
     def alive(self) -> bool:

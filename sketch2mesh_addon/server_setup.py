@@ -250,11 +250,10 @@ def run_logged(command: list[str], cancel: threading.Event, on_line: Callable[[s
     """Run ``command``, feeding each output line to ``on_line``; kill it on cancel.
 
     Returns the exit code and every line; raises :class:`client.Cancelled`."""
-    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace", env=env,
-                                   creationflags=flags)
+                                   creationflags=server_process.NO_WINDOW)
     except OSError as exc:
         return 127, [f"{command[0]}: {exc.strerror or exc}"]
     lines: queue.Queue[str | None] = queue.Queue()
