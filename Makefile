@@ -72,20 +72,26 @@ bench: setup
 	$(SERVER_PY) benchmarks/bench_fitting.py
 	SKETCH2MESH_SERVER_PYTHON=$(CURDIR)/$(SERVER_PY) $(BPY50_PY) benchmarks/bench_end_to_end.py
 
-# The shipped weights' recipe (README, "Training the learned backend"): about 2 hours on 2 CPU cores.
-# Data and runs live outside the repository, so a fresh checkout does not wipe them; every step
-# resumes where it stopped, so run it again after an interruption.
+# The shipped weights' recipe (README, "The learned backend"): real objects from Debian's
+# sweethome3d-furniture package (fetched and unpacked into WORK the first time, no root) and
+# procedural shapes, then the field design, then the fp16 weights and the credits of the real
+# objects it learned from. Data and runs live outside the repository, so a fresh checkout does
+# not wipe them; every step resumes where it stopped, so run it again after an interruption.
 WORK ?= $(HOME)/.cache/sketch2mesh
-HOLD_OUT ?= mug,car
-STEPS ?= 2200
-FINAL_STEPS ?= 2600
-TRAIN = $(SERVER_PY) -m model_server train --data $(WORK)/data --out $(WORK)/runs/refine.pt --hold-out $(HOLD_OUT) \
-	--batch 4 --views-per-shape 7 --workers 1 --checkpoint-every 200
+HOLD_OUT ?= mug,car,characters,lights,bathroom
+PROCEDURAL ?= 720
+STEPS ?= 3000
+FINAL_STEPS ?= 3600
+TRAIN = $(SERVER_PY) -m model_server train --design field --data $(WORK)/procedural $(WORK)/real \
+	--out $(WORK)/runs/field.pt --hold-out $(HOLD_OUT) --batch 8 --workers 0 --checkpoint-every 100
 weights: .venv/.ready
-	$(SERVER_PY) -m model_server dataset --out $(WORK)/data --count 1620 --seed 0
-	$(TRAIN) --lr 1e-3 --steps $(STEPS) $(if $(wildcard $(WORK)/runs/refine.pt),--resume $(WORK)/runs/refine.pt)
-	$(TRAIN) --lr 2e-4 --steps $(FINAL_STEPS) --resume $(WORK)/runs/refine.pt
-	$(SERVER_PY) -m model_server export-weights $(WORK)/runs/refine.pt --out model_server/weights/refine.pt
+	$(SERVER_PY) -m model_server dataset --out $(WORK)/real --sweethome $(WORK)/sweethome3d --seed 0
+	$(SERVER_PY) -m model_server dataset --out $(WORK)/procedural --count $(PROCEDURAL) --seed 0
+	$(TRAIN) --lr 1e-3 --steps $(STEPS) $(if $(wildcard $(WORK)/runs/field.pt),--resume $(WORK)/runs/field.pt)
+	$(TRAIN) --lr 2e-4 --steps $(FINAL_STEPS) --resume $(WORK)/runs/field.pt
+	$(SERVER_PY) -m model_server export-weights $(WORK)/runs/field.pt --out model_server/weights/learned.pt
+	$(SERVER_PY) -m model_server attribution --data $(WORK)/real --sweethome $(WORK)/sweethome3d \
+	  --hold-out $(HOLD_OUT) --out docs/ATTRIBUTION.md
 
 clean:
 	rm -rf out build dist

@@ -2,8 +2,9 @@
 
 Usage (from the repository root, in the server environment):
 
-    python benchmarks/bench_learned.py --data ~/.cache/sketch2mesh/data [--per-family 6]
-        [--weights W] [--meshes ../shared/eval-meshes] [--quality-only | --speed-only]
+    python benchmarks/bench_learned.py --data ~/.cache/sketch2mesh/procedural ~/.cache/sketch2mesh/real
+        [--per-family 6] [--weights W] [--meshes ../shared/eval-meshes] [--fit 200]
+        [--quality-only | --speed-only]
 
 Quality: every shape is rebuilt from its front and side sketches by each backend (hull |
 round | learned, the round one at its default roundness), at the default detail, and
@@ -11,10 +12,13 @@ scored against its ground-truth mesh (``evaluation.evaluate``): Chamfer, volumet
 normal consistency, F-score at 1%, and silhouette IoU of front and side against the
 filled input silhouettes. Sets:
 
-- held-out families: the families the shipped weights were trained without
-  (``--held-out``, default mug,car), ``--per-family`` shapes each;
+- held-out families of each dataset: the families (procedural kinds, real categories) the
+  shipped weights were trained without (``--held-out``), ``--per-family`` shapes each,
+  sketched clean, then sketchy;
 - seen families, test split: shapes of the trained families that training never saw;
-- ``--meshes``: real models (``../shared/eval-meshes``), sketched clean, then sketchy.
+- ``--meshes``: real models (``../shared/eval-meshes``), sketched clean, then sketchy;
+- ``--fit N``: Fit to strokes for N iterations after the learned backend, on the held-out
+  shapes: Chamfer against the truth before and after, and the silhouette IoU.
 
 Speed: warm server-side reconstruct of the bundled examples (median of ``--repeats``),
 the predict stage alone, peak memory of a fresh process doing one reconstruct with each
@@ -45,7 +49,7 @@ from model_server.sketch.png import load_png_sketch  # noqa: E402
 BACKENDS = ("hull", "round", "learned")   # the first is the baseline the others are compared with
 METRICS = (("chamfer", "Chamfer", "{:.4f}"), ("volume_iou", "vIoU", "{:.3f}"),
            ("normal_consistency", "NC", "{:.3f}"), ("f_score_1", "F@1%", "{:.3f}"),
-           ("silhouette_iou_front", "sIoU-f", "{:.3f}"), ("silhouette_iou_side", "sIoU-s", "{:.3f}"))
+           ("silhouette_iou", "sIoU", "{:.3f}"))   # sIoU: the lower of front's and side's
 
 
 def quality_rows(cases: list, group: callable, weights: Path | None) -> dict[str, dict[str, list[dict]]]:
@@ -54,6 +58,8 @@ def quality_rows(cases: list, group: callable, weights: Path | None) -> dict[str
     for index, (shape_id, load) in enumerate(cases):
         rows = evaluate_backends(shape_id, load, BACKENDS, "medium", "cpu", np.random.default_rng([0, index]),
                                  weights=weights)
+        rows = {b: {**r, "silhouette_iou": min(r["silhouette_iou_front"], r["silhouette_iou_side"])} if r["ok"] else r
+                for b, r in rows.items()}
         for backend, row in rows.items():
             out.setdefault(group(row), {}).setdefault(backend, []).append(row)
         print(f"  {shape_id}: " + ", ".join(f"{b} {rows[b].get('chamfer', float('nan')):.4f}" for b in BACKENDS),
@@ -86,17 +92,19 @@ def quality(args: argparse.Namespace) -> list[str]:
     tables = []
     held = [f.strip() for f in args.held_out.split(",") if f.strip()]
     by_family = lambda row: row.get("family", "?")  # noqa: E731
-    if args.data:
-        cases = []
-        for family in held:
-            cases += dataset_cases(args.data, "all", "clean", {family})[:args.per_family]
-        tables.append(table("Held-out families (never trained on), clean sketches",
-                            quality_rows(cases, by_family, args.weights)))
-        seen = sorted({e for e in _families(args.data)} - set(held))
+    for data in args.data or []:
+        for style in ("clean", "sketchy"):
+            cases = []
+            for family in held:
+                cases += dataset_cases(data, "all", style, {family})[:args.per_family]
+            if cases:
+                tables.append(table(f"{data.name}: held-out families (never trained on), {style} sketches",
+                                    quality_rows(cases, by_family, args.weights)))
+        seen = sorted({e for e in _families(data)} - set(held))
         cases = []
         for family in seen:
-            cases += dataset_cases(args.data, "test", "clean", {family})[:max(1, args.per_family // 2)]
-        tables.append(table("Trained families, test split (shapes never trained on), clean sketches",
+            cases += dataset_cases(data, "test", "clean", {family})[:max(1, args.per_family // 2)]
+        tables.append(table(f"{data.name}: trained families, test split (shapes never trained on), clean sketches",
                             quality_rows(cases, by_family, args.weights)))
     if args.meshes and args.meshes.is_dir():
         for style in ("clean", "sketchy"):
@@ -104,6 +112,38 @@ def quality(args: argparse.Namespace) -> list[str]:
             tables.append(table(f"Real models ({args.meshes.name}), {style} sketches",
                                 quality_rows(cases, lambda row: row["id"], args.weights)))
     return tables
+
+
+def fitting(args: argparse.Namespace) -> list[str]:
+    """Fit to strokes after the learned backend on the held-out shapes: does the outline
+    get better without the shape getting worse in 3D?"""
+    held = [f.strip() for f in args.held_out.split(",") if f.strip()]
+    cases = []
+    for data in args.data or []:
+        for family in held:
+            cases += dataset_cases(data, "all", "clean", {family})[:max(1, args.per_family // 2)]
+    if args.meshes and args.meshes.is_dir():
+        cases += mesh_cases(args.meshes, "y", "clean")
+    lines = [f"## Fit to strokes, {args.fit} iterations after the learned backend (held-out shapes, clean)",
+             "shape | Chamfer before | after | ratio | sIoU before | after", "--- | --- | --- | --- | --- | ---"]
+    ratios, before_iou, after_iou = [], [], []
+    for index, (shape_id, load) in enumerate(cases):
+        row = evaluate_backends(shape_id, load, ("learned",), "medium", "cpu", np.random.default_rng([1, index]),
+                                refine=args.fit, weights=args.weights)["learned"]
+        if not row["ok"]:
+            lines.append(f"{shape_id} | failed: {row.get('error', '?')} | | | |")
+            continue
+        before = row["before_refine"]
+        sil = lambda r: min(r["silhouette_iou_front"], r["silhouette_iou_side"])  # noqa: E731
+        ratios.append(row["chamfer"] / before["chamfer"])
+        before_iou.append(sil(before))
+        after_iou.append(sil(row))
+        lines.append(f"{shape_id} ({row.get('family', '')}) | {before['chamfer']:.4f} | {row['chamfer']:.4f} | "
+                     f"{ratios[-1]:.3f} | {before_iou[-1]:.3f} | {after_iou[-1]:.3f}")
+    if ratios:
+        lines.append(f"**mean** | | | **{np.mean(ratios):.3f}** (max {np.max(ratios):.3f}) | "
+                     f"{np.mean(before_iou):.3f} | {np.mean(after_iou):.3f}")
+    return ["\n".join(lines)]
 
 
 def _families(data: Path) -> set[str]:
@@ -127,11 +167,12 @@ def speed(args: argparse.Namespace) -> list[str]:
                 times[backend]["total"].append(result.timings["total"])
                 times[backend]["predict"].append(result.timings["predict"])
     lines = ["## Speed (server side, warm, medium detail, CPU; median over examples x repeats)",
-             "backend | predict median s | total median s | total max s", "--- | --- | --- | ---"]
+             "backend | predict median s | total median s | × hull | total max s", "--- | --- | --- | --- | ---"]
+    hull_total = statistics.median(times["hull"]["total"])
     for b in BACKENDS:
         t = times[b]
         lines.append(f"{b} | {statistics.median(t['predict']):.3f} | {statistics.median(t['total']):.3f} | "
-                     f"{max(t['total']):.3f}")
+                     f"{statistics.median(t['total']) / hull_total:.2f} | {max(t['total']):.3f}")
     lines.append("")
     lines.append("backend | peak RSS of a fresh process, one reconstruct (MB)")
     lines.append("--- | ---")
@@ -158,10 +199,12 @@ def peak_memory(backend: str, example: Path, weights: Path | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="dataset folder (from `dataset`; the shipped recipe's)")
+    parser.add_argument("--data", type=Path, nargs="+", help="dataset folders (from `dataset`; the shipped recipe's)")
     parser.add_argument("--meshes", type=Path, default=ROOT.parent / "shared" / "eval-meshes")
     parser.add_argument("--weights", type=Path, help="learned backend weights (default: the shipped ones)")
-    parser.add_argument("--held-out", default="mug,car", help="families the weights were trained without")
+    parser.add_argument("--held-out", default="mug,car,characters,lights,bathroom",
+                        help="families the weights were trained without")
+    parser.add_argument("--fit", type=int, default=0, metavar="N", help="also fit N iterations on the held-out shapes")
     parser.add_argument("--per-family", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the tables' text here")
@@ -173,6 +216,8 @@ def main() -> None:
     out = []
     if not args.speed_only:
         out += quality(args)
+        if args.fit:
+            out += fitting(args)
     if not args.quality_only:
         out += speed(args)
     text = "\n\n".join(out)

@@ -18,7 +18,7 @@ scores each drawing against the shape's ground truth. The front and side outline
 traced from the ground truth's ray-cast silhouettes, in the canonical frame, so the world
 frame the pipeline answers in is the ground truth's. Variants: clean; sloppy (hatching
 and creases inside, the outline in overlapping pieces with overshoots, gaps of up to 3%
-of the size, drawn twice, a stray dot: ``learning.data.sloppy.sloppy_drawing``);
+of the size, drawn twice, a stray dot: ``tests/model_server/sloppy.py``'s ``sloppy_drawing``);
 thin-part (parts narrower than ``THIN_WIDTH`` drawn as single centre lines, the rest as
 its outline; only shapes that have such parts); mismatched-height (the side view squashed
 vertically by ``HEIGHT_SCALE`` about its base); one-view (the front alone). Per drawing and
@@ -50,7 +50,8 @@ from model_server.geometry.normalize import fit_normalization  # noqa: E402
 from model_server.geometry.raycast import render_silhouette  # noqa: E402
 from model_server.learning.data.shapes import make_shape  # noqa: E402
 from model_server.learning.data.sketches import trace_chains  # noqa: E402
-from model_server.learning.data.sloppy import outline_from_mask, sloppy_drawing  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests" / "model_server"))   # the tests' sloppy drawings
+from sloppy import outline_from_mask, sloppy_drawing  # noqa: E402
 from model_server.reconstruct import pipeline  # noqa: E402
 from model_server.reconstruct.fusion import DETAILS  # noqa: E402
 from model_server.sketch.png import load_png_sketch  # noqa: E402

@@ -1,18 +1,18 @@
-"""Design comparison at an equal training budget: refine-the-hull (RefineNet) vs the
-paper's sketch -> 14 decoders (MultiViewNet), beside the two priors without learning (the
-hull and the round backend, at its default roundness), on the same shapes.
+"""Design comparison at an equal training budget: the field around the round prior
+(``FieldNet``, design "field") against per-view refinement of the hull's maps
+(``RefineNet``, design "refine"), beside the two fixed priors (hull, round), on the same
+held-out shapes.
 
 Usage (from the repository root, in the server environment):
 
-    python benchmarks/compare_designs.py --data ~/.cache/sketch2mesh/data \\
-        --refine RUN_A.pt --multiview RUN_B.pt [--families mug,car] [--per-family 4]
+    python benchmarks/compare_designs.py --data ~/.cache/sketch2mesh/procedural ~/.cache/sketch2mesh/real \\
+        --field RUN_A.pt --refine RUN_B.pt --hold-out mug,car,characters,lights,bathroom [--per-family 4]
+        [--meshes ../shared/eval-meshes]
 
-Both checkpoints should come from ``train`` runs given the same CPU time (the README's
-recipe ran them side by side, one core each). Per shape, from its clean front and side
-sketches (top drawn): the views' maps against the ground truth (depth L1 where both show
-the object, mask IoU), then the mesh each design's maps fuse into (each backend's own fusion
-settings; the learned ones' for the multi-view design), scored against the ground-truth
-mesh (Chamfer, volumetric IoU, normal consistency).
+Both checkpoints should come from ``train`` runs given the same CPU time. Every shape is
+rebuilt from its clean front and side sketches by each backend at the default detail, each
+scored against the same ground-truth samples (``evaluation.evaluate``). One table per set:
+the held-out families of each dataset, and the mesh folder when given.
 """
 
 from __future__ import annotations
@@ -22,99 +22,72 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_server.evaluation import metrics  # noqa: E402
-from model_server.geometry.maps import Maps  # noqa: E402
-from model_server.learning.checkpoint import load_model  # noqa: E402
-from model_server.learning.data.format import load_shape, read_index, read_meta  # noqa: E402
-from model_server.learning.networks import INPUT_ORDER, network_input  # noqa: E402
-from model_server.reconstruct import fusion  # noqa: E402
-from model_server.reconstruct.backends.hull import HullBackend  # noqa: E402
-from model_server.reconstruct.backends.learned import (FUSION_DEPTH_TOLERANCE_PX, FUSION_PRUNE_VOTES,  # noqa: E402
-                                                      LearnedBackend)
-from model_server.reconstruct.backends.round import RoundBackend  # noqa: E402
-from model_server.sketch.read import read_sketch  # noqa: E402
+from model_server.evaluation.evaluate import dataset_cases, evaluate_backends, mesh_cases  # noqa: E402
 
-DESIGNS = ("hull", "round", "refine", "multiview")
+COLUMNS = (("chamfer", "Chamfer", "{:.4f}"), ("volume_iou", "vIoU", "{:.3f}"),
+           ("normal_consistency", "NC", "{:.3f}"), ("silhouette_iou", "sIoU", "{:.3f}"), ("time_s", "time s", "{:.2f}"))
 
 
-def multiview_maps(model: torch.nn.Module, inks: dict[str, np.ndarray]) -> Maps:
-    """The paper's design: the sketch's ink straight to the 14 views' maps."""
-    sketch = torch.from_numpy(np.stack([inks.get(v, np.zeros_like(inks["front"])) for v in INPUT_ORDER]))[None]
-    with torch.inference_mode():
-        out = model(network_input(sketch.float(), torch.tensor(["top" in inks]), model.config["in_views"]))
-    mask = torch.sigmoid(out["mask_logit"][0]).numpy()
-    return Maps(out["depth"][0].numpy() * (mask > 0.5), np.moveaxis(out["normal"][0].numpy(), 1, -1), mask)
+def rows_for(cases, designs: dict[str, Path]) -> dict[str, list[dict]]:
+    """Per column label (hull, round, then each design): one scored row per case."""
+    out: dict[str, list[dict]] = {"hull": [], "round": [], **{name: [] for name in designs}}
+    for shape_id, load in cases:
+        first = True
+        for name, weights in designs.items():
+            backends = ("hull", "round", "learned") if first else ("learned",)
+            rows = evaluate_backends(shape_id, load, backends, "medium", "cpu", np.random.default_rng(7),
+                                     weights=weights)
+            if first:
+                out["hull"].append(rows["hull"])
+                out["round"].append(rows["round"])
+            out[name].append(rows["learned"])
+            first = False
+    return out
 
 
-def map_scores(maps: Maps, truth: Maps) -> tuple[float, float]:
-    """Depth L1 where both show the object, and mask IoU, over the 14 views."""
-    a, b = maps.foreground(), truth.foreground()
-    both = a & b
-    return float(np.abs(maps.depth - truth.depth)[both].mean()), float((a & b).sum() / max((a | b).sum(), 1))
+def table(title: str, rows: dict[str, list[dict]]) -> None:
+    """Means over the shapes every column rebuilt; Chamfer also as a ratio to the hull's."""
+    ok = [i for i in range(len(rows["hull"])) if all(r[i].get("ok") for r in rows.values())]
+    print(f"\n{title}: {len(ok)} shapes" + (f" ({len(rows['hull']) - len(ok)} failed somewhere)"
+                                           if len(ok) < len(rows["hull"]) else ""))
+    print("| | " + " | ".join(h for _, h, _ in COLUMNS) + " | Chamfer × hull |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
+    hull_chamfer = np.mean([rows["hull"][i]["chamfer"] for i in ok]) if ok else float("nan")
+    for name, column in rows.items():
+        values = []
+        for key, _, fmt in COLUMNS:
+            if key == "silhouette_iou":
+                v = np.mean([min(column[i]["silhouette_iou_front"], column[i]["silhouette_iou_side"]) for i in ok])
+            else:
+                v = np.mean([column[i][key] for i in ok])
+            values.append(fmt.format(v))
+        ratio = np.mean([column[i]["chamfer"] for i in ok]) / hull_chamfer
+        print(f"| {name} | " + " | ".join(values) + f" | {ratio:.3f} |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--refine", type=Path, required=True)
-    parser.add_argument("--multiview", type=Path, required=True)
-    parser.add_argument("--families", default="mug,car", help="held-out families to score")
-    parser.add_argument("--seen", default="chair,quadruped,assembly", help="trained families (test split) to score")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, nargs="+", required=True)
+    parser.add_argument("--field", type=Path, required=True, help="checkpoint of the field design")
+    parser.add_argument("--refine", type=Path, help="checkpoint of the refine design")
+    parser.add_argument("--hold-out", required=True, help="the families both runs left out")
     parser.add_argument("--per-family", type=int, default=4)
+    parser.add_argument("--meshes", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    meta = read_meta(args.data)
-    style = meta["styles"].index("clean")
-    predictors = {"hull": HullBackend(), "round": RoundBackend(), "refine": LearnedBackend(args.refine)}
-    multiview = load_model(args.multiview)
-    groups = {"held-out": args.families.split(","), "seen (test split)": args.seen.split(",")}
-    print("group | design | depth L1 | mask IoU | Chamfer | vIoU | NC | built")
-    print("--- | --- | --- | --- | --- | --- | --- | ---")
-    for group, families in groups.items():
-        rows = {d: [] for d in DESIGNS}
-        for family in families:
-            split = "test" if group.startswith("seen") else None
-            entries = [e for e in read_index(args.data, split) if e["family"] == family][:args.per_family]
-            for entry in entries:
-                shape = load_shape(args.data, entry)
-                images = {v: shape["sketch"][style][k] for k, v in enumerate(meta["sketch_views"])}
-                sketch = read_sketch(images, {})
-                truth = Maps(shape["depth"], shape["normal"], shape["mask"])
-                rng = np.random.default_rng(0)
-                true_pts, true_normals = metrics.sample_surface(shape["vertices"], shape["faces"],
-                                                                metrics.SURFACE_SAMPLES, rng)
-                for design in DESIGNS:
-                    if design == "multiview":
-                        maps = multiview_maps(multiview, sketch.images)
-                        tolerance, votes = FUSION_DEPTH_TOLERANCE_PX, FUSION_PRUNE_VOTES
-                    else:
-                        maps = predictors[design].predict(sketch.images, sketch.silhouettes, 256)
-                        tolerance, votes = predictors[design].depth_tolerance_px, predictors[design].prune_votes
-                    depth, iou = map_scores(maps, truth)
-                    try:
-                        fused = fusion.fuse(maps, "medium", depth_tolerance_px=tolerance, prune_votes=votes)
-                        v, f = fused.vertices, fused.faces
-                        pts, normals = metrics.sample_surface(v, f, metrics.SURFACE_SAMPLES, rng)
-                        mesh = (metrics.chamfer(pts, true_pts),
-                                metrics.volumetric_iou((v, f), (shape["vertices"], shape["faces"]),
-                                                       metrics.VOLUME_RESOLUTION),
-                                metrics.normal_consistency(pts, normals, true_pts, true_normals))
-                    except Exception as exc:  # noqa: BLE001 - a design that cannot fuse is scored as not built
-                        print(f"  {entry['id']} {design}: {exc}", file=sys.stderr)
-                        mesh = None
-                    rows[design].append((depth, iou, mesh))
-        for design in DESIGNS:
-            r = rows[design]
-            built = [m for _, _, m in r if m is not None]
-            print(f"{group} | {design} | {np.mean([x[0] for x in r]):.4f} | {np.mean([x[1] for x in r]):.3f} | "
-                  f"{np.mean([m[0] for m in built]) if built else float('nan'):.4f} | "
-                  f"{np.mean([m[1] for m in built]) if built else float('nan'):.3f} | "
-                  f"{np.mean([m[2] for m in built]) if built else float('nan'):.3f} | {len(built)}/{len(r)}")
+    designs = {"field": args.field, **({"refine": args.refine} if args.refine else {})}
+    held_out = [f.strip() for f in args.hold_out.split(",") if f.strip()]
+    for folder in args.data:
+        cases = []
+        for family in held_out:
+            cases += dataset_cases(folder, "all", "clean", {family})[: args.per_family]
+        if cases:
+            table(f"{folder.name}, held-out families", rows_for(cases, designs))
+    if args.meshes:
+        table(f"{args.meshes.name}", rows_for(mesh_cases(args.meshes, "y", "clean"), designs))   # Y up as distributed
 
 
 if __name__ == "__main__":

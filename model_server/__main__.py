@@ -34,6 +34,8 @@ PLUGGED = {
     "evaluate": ("model_server.evaluation.evaluate", "add_arguments", "run", "reconstruct a dataset or mesh folder and score it"),
     "export-weights": ("model_server.learning.checkpoint", "add_export_arguments", "run_export",
                        "write the compact fp16 inference weights of a training checkpoint"),
+    "attribution": ("model_server.learning.data.sweethome", "add_attribution_arguments", "run_attribution",
+                    "write the credits of the real objects a training run learned from"),
 }
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

@@ -168,4 +168,5 @@ def store_fit_report(obj: bpy.types.Object, fit: dict) -> None:
         "flipped_faces": int(fit.get("flipped_faces", 0)),
         "iterations": int(fit.get("iterations", 0)),
         "cancelled": bool(fit.get("cancelled", False)),
+        "already_matched": bool(fit.get("already_matched", False)),
     }

@@ -188,7 +188,10 @@ class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):
             after = fit.get("iou_after", {})
             for view, before in fit.get("iou_before", {}).items():
                 box.label(text=f"{view.title()}: {before:.3f} -> {after.get(view, 0.0):.3f}")
-            box.label(text=f"{fit.get('flipped_faces', 0)} flipped faces, {fit.get('iterations', 0)} iterations")
+            if fit.get("already_matched"):
+                box.label(text="Already matches the strokes: nothing moved")
+            else:
+                box.label(text=f"{fit.get('flipped_faces', 0)} flipped faces, {fit.get('iterations', 0)} iterations")
 
 
 CLASSES = (

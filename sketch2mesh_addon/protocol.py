@@ -443,6 +443,9 @@ def describe_fit(fit: dict) -> str:
     0.912 -> 0.991, side ...; 0 flipped faces, 87 iterations'."""
     before, after = dict(fit.get("iou_before") or {}), dict(fit.get("iou_after") or {})
     ious = ", ".join(f"{view} {float(before[view]):.3f} -> {float(after.get(view, 0.0)):.3f}" for view in before)
+    if fit.get("already_matched"):
+        return (f"silhouette IoU {ious or 'not measured'}: the mesh already matches the strokes as closely as a "
+                "drawing can tell, so nothing was moved")
     return (f"silhouette IoU {ious or 'not measured'}; {int(fit.get('flipped_faces', 0))} flipped faces, "
             f"{int(fit.get('iterations', 0))} iterations")
 

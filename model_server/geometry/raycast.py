@@ -37,6 +37,42 @@ def occupancy(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, rays:
     return _scene(vertices, faces).compute_occupancy(query, nsamples=rays).numpy() > 0.5
 
 
+SEAL_NODES = 2     # grid_occupancy closes holes up to about twice this many grid spacings
+
+
+def grid_occupancy(vertices: np.ndarray, faces: np.ndarray, axis: np.ndarray, rays: int = 7) -> np.ndarray:
+    """Bool (n, n, n), indexed [x, y, z]: which nodes of the grid over ``axis`` lie inside
+    the mesh, robust to the holes and single-sided sheets of real models.
+
+    Ray votes alone (:func:`occupancy`) streak outwards from an open model: a ray through
+    a single-sided sheet counts one crossing. So the inside is found by filling instead:
+    the nodes within half a spacing of the surface make a shell that no 6-connected path
+    can cross, grown by SEAL_NODES nodes to seal holes up to about twice that many
+    spacings; everything the grid's border cannot reach through it is solid, shrunk back
+    by as many nodes. Shell nodes next to that solid (its boundary) are inside when the
+    rays vote so; shell nodes away from it are sheets (a panel, the walls of a container
+    open wider than the seal) and are kept as a solid one or two nodes thick."""
+    from scipy import ndimage
+
+    n = len(axis)
+    spacing = float(axis[1] - axis[0])
+    nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float32)
+    scene = _scene(vertices, faces)
+    distance = scene.compute_distance(o3d.core.Tensor(nodes)).numpy().reshape(n, n, n)
+    shell = distance <= 0.5 * spacing * 1.01
+    sealed = ndimage.binary_dilation(shell, iterations=SEAL_NODES)
+    labels, _ = ndimage.label(~sealed)
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(), labels[:, :, [0, -1]].ravel()]))
+    outside = np.isin(labels, border[border > 0])
+    solid = ndimage.binary_erosion(~outside, iterations=SEAL_NODES, border_value=0)
+    bounding = shell & ndimage.binary_dilation(solid)
+    voted = np.zeros(n ** 3, bool)
+    ask = (bounding & ~solid).ravel()
+    if ask.any():
+        voted[ask] = scene.compute_occupancy(o3d.core.Tensor(nodes[ask]), nsamples=rays).numpy() > 0.5
+    return solid | voted.reshape(n, n, n) | (shell & ~bounding)
+
+
 @lru_cache(maxsize=8)
 def _rays(views: tuple[View, ...], res: int) -> tuple[o3d.core.Tensor, np.ndarray, float]:
     """Rays starting well in front of each canvas, as an open3d tensor (len(views)·res², 6) and

@@ -8,6 +8,7 @@ run sees exactly the batches an uninterrupted one would have.
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -39,7 +40,7 @@ class SketchMaps(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, epoch = key
-        shape = load_shape(self.data_dir, self.entries[index])
+        shape = load_shape(self.entries[index].get("folder", self.data_dir), self.entries[index])
         rng = np.random.default_rng([self.seed, epoch, index])
         style = int(rng.integers(len(shape["sketch"])))
         show_top = self.has_top and bool(rng.random() < 0.5)
@@ -59,14 +60,15 @@ class HullMaps(Dataset):
     when ``views`` is None), with the ground truth downsampled to the network's resolution."""
 
     def __init__(self, data_dir: Path, entries: list[dict], seed: int, views: int | None = None) -> None:
-        self.data_dir, self.entries, self.seed, self.views = data_dir, entries, seed, views
+        self.data_dir, self.seed, self.views = data_dir, seed, views
+        self.entries = [e for e in entries if _holds(Path(e.get("folder", data_dir)) / e["file"], "refine_input")]
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, epoch = key
-        shape = load_shape(self.data_dir, self.entries[index])
+        shape = load_shape(self.entries[index].get("folder", self.data_dir), self.entries[index])
         if "refine_input" not in shape:
             raise ValueError(f"shape {self.entries[index]['id']} has no hull inputs; make the dataset at 256² "
                              "with this version's `dataset` command")
@@ -81,6 +83,45 @@ class HullMaps(Dataset):
                 "depth": torch.from_numpy(truth.depth[views]),
                 "normal": torch.from_numpy(np.moveaxis(truth.normal[views], -1, 1).copy()),
                 "mask": torch.from_numpy(truth.mask[views])}
+
+
+class FieldSamples(Dataset):
+    """Shapes as inputs and targets of the field design (``FieldNet``).
+
+    Each item is one of the shape's stored readings of its sketches (field_input and
+    field_grids, made by the dataset generator: styles, top drawn or not, misregistration),
+    chosen by (seed, epoch, index), and the truth's occupancy on the training grid. An
+    entry's "folder" key names its dataset (training may mix several)."""
+
+    def __init__(self, data_dir: Path, entries: list[dict], seed: int) -> None:
+        self.data_dir, self.seed = data_dir, seed
+        self.entries = [e for e in entries if _holds(Path(e.get("folder", data_dir)) / e["file"], "field_input")]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, epoch = key
+        entry = self.entries[index]
+        path = Path(entry.get("folder", self.data_dir)) / entry["file"]
+        with np.load(path, allow_pickle=False) as data:
+            if "field_input" not in data.files:
+                raise ValueError(f"shape {entry['id']} has no field inputs; make the dataset with this "
+                                 "version's `dataset` command")
+            count = len(data["field_style"])
+            variant = int(np.random.default_rng([self.seed, epoch, index]).integers(count))
+            x, grids, packed = data["field_input"][variant], data["field_grids"][variant], data["occupancy"]
+        size = grids.shape[-1]
+        occupancy = np.unpackbits(packed, count=size**3).reshape(size, size, size)
+        return {"input": torch.from_numpy(x.astype(np.float32)), "grids": torch.from_numpy(grids.astype(np.float32)),
+                "occupancy": torch.from_numpy(occupancy.astype(np.float32))}
+
+
+def _holds(path: Path, name: str) -> bool:
+    """Whether a shape file stores the array ``name`` (a shape whose sketches share no
+    volume in any reading has no network inputs, and is left out of training)."""
+    with zipfile.ZipFile(path) as archive:
+        return f"{name}.npy" in archive.namelist()
 
 
 class ResumableSampler(DistributedSampler):

@@ -44,6 +44,8 @@ def complete_config(config: dict[str, Any]) -> dict[str, Any]:
     times to >= 2 pixels. A config without a design is the paper's (``multiview``)."""
     if config.get("design", "multiview") == "refine":
         return _complete_refine_config(config)
+    if config.get("design") == "field":
+        return _complete_field_config(config)
     full = {**DEFAULT_CONFIG, **config}
     unknown = set(full) - set(DEFAULT_CONFIG)
     if unknown:
@@ -321,23 +323,146 @@ class RefineNet(nn.Module):
                 "mask": balanced_bce(pred["mask_logit"], fg, hull)}
 
 
+# --- Design 2: a field around the round prior ----------------------------------------------------
+
+FIELD_CONFIG: dict[str, Any] = {
+    "design": "field",
+    "resolution": 32,     # COARSE: nodes per axis of the grid over the canvas cube (backends.learned_field)
+    "channels": 13,       # learned_field.CHANNELS
+    "width": 16,          # channels at full resolution, doubling per level up to 4x
+    "depth": 3,           # levels below full resolution (32 -> 4 nodes per axis)
+}
+ROUNDNESS_START = 2.0     # the roundness head starts at sigmoid(2) = 0.88: close to the round prior
+CARVE_START = -4.0        # ... and the carving head at softplus(-4) = 0.018 of CARVE_SCALE: almost none
+CARVE_WEIGHT = 0.02       # L1 on carving (world units), so the network carves only where the truth is empty
+
+
+def _norm3(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class _Block3(nn.Module):
+    """A 3x3x3 conv (stride 1 or 2), then one with a residual connection."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.first = nn.Sequential(nn.Conv3d(cin, cout, 3, stride, 1), _norm3(cout), nn.LeakyReLU(0.2, inplace=True))
+        self.second = nn.Sequential(nn.Conv3d(cout, cout, 3, 1, 1), _norm3(cout), nn.LeakyReLU(0.2, inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first(x)
+        return x + self.second(x)
+
+
+def _complete_field_config(config: dict[str, Any]) -> dict[str, Any]:
+    full = {**FIELD_CONFIG, **config}
+    unknown = set(full) - set(FIELD_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown network settings: {', '.join(sorted(unknown))}")
+    res, depth = int(full["resolution"]), int(full["depth"])
+    if depth < 1 or res % 2**depth or res // 2**depth < 2:
+        raise ValueError(f"resolution {res} cannot be halved {depth} times down to at least 2 nodes")
+    return full
+
+
+class FieldNet(nn.Module):
+    """Design 2: a small 3D U-Net on a coarse grid around the sketch's round prior.
+
+    Input (B, C, n, n, n) from ``learned_field.network_inputs``. Outputs per node the
+    roundness ``t`` in [0, 1] and the carving ``c`` >= 0 (world units) that
+    ``learned_field.solid`` turns into the solid's field. At the bottleneck every node also
+    sees the mean of all nodes' features, so local choices know the whole shape. It starts
+    at the round prior (t near 1, no carving)."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = _complete_field_config(config or {})
+        c = self.config
+        widths = [c["width"] * min(2**i, 4) for i in range(c["depth"] + 1)]
+        self.stem = _Block3(c["channels"], widths[0], 1)
+        self.down = nn.ModuleList(_Block3(widths[i], widths[i + 1], 2) for i in range(c["depth"]))
+        self.mix = nn.Sequential(nn.Conv3d(2 * widths[-1], widths[-1], 1), _norm3(widths[-1]),
+                                 nn.LeakyReLU(0.2, inplace=True))
+        self.up = nn.ModuleList(nn.Sequential(nn.Conv3d(widths[i + 1] + widths[i], widths[i], 3, 1, 1),
+                                              _norm3(widths[i]), nn.LeakyReLU(0.2, inplace=True))
+                                for i in reversed(range(c["depth"])))
+        self.head = nn.Conv3d(widths[0], 2, 1)
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+            self.head.bias.copy_(torch.tensor([ROUNDNESS_START, CARVE_START]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: (B, C, n, n, n). Returns float32 't' and 'c', each (B, n, n, n)."""
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        y = skips.pop()
+        y = self.mix(torch.cat([y, y.mean(dim=(2, 3, 4), keepdim=True).expand_as(y)], dim=1))
+        for block in self.up:
+            skip = skips.pop()
+            y = block(torch.cat([F.interpolate(y, size=skip.shape[-3:], mode="nearest"), skip], dim=1))
+        out = self.head(y).float()
+        from model_server.reconstruct.backends.learned_field import CARVE_SCALE
+
+        return {"t": torch.sigmoid(out[:, 0]), "c": CARVE_SCALE * F.softplus(out[:, 1])}
+
+    @staticmethod
+    def solid(pred: dict[str, torch.Tensor], grids: torch.Tensor) -> torch.Tensor:
+        """The solid's field (B, N, N, N) on the training grid: the answers read trilinearly
+        between the coarse nodes and applied to the grids' hull, round prior and thickness fade."""
+        from model_server.reconstruct.backends.learned_field import solid
+
+        size = grids.shape[-3:]
+        t, c = (F.interpolate(pred[k][:, None], size=size, mode="trilinear", align_corners=True)[:, 0]
+                for k in ("t", "c"))
+        return solid(grids[:, 0], grids[:, 1], t, c, grids[:, 2])
+
+    @staticmethod
+    def losses(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the solid's soft occupancy against the truth's, over the nodes
+        in or near the hull (outside it nothing is predicted), balanced between inside and
+        outside nodes; and the L1 carving penalty."""
+        from model_server.reconstruct.backends.learned_field import SURFACE_WIDTH
+
+        grids = batch["grids"].float()
+        f = FieldNet.solid(pred, grids)
+        near = grids[:, 0] < 2.0 * SURFACE_WIDTH
+        occupancy = balanced_bce(-f / SURFACE_WIDTH, batch["occupancy"].float(), near)
+        return {"occupancy": occupancy, "carving": CARVE_WEIGHT * pred["c"].mean() / 0.01}
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
 def run_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The network of either design on a training batch."""
+    """The network of any design on a training batch."""
+    if isinstance(_bare(model), FieldNet):
+        return model(batch["input"])
     if isinstance(model, RefineNet) or isinstance(getattr(model, "module", None), RefineNet):
         return model(batch["input"], batch.get("views"))
     return model(batch["input"])
 
 
 def losses(model: nn.Module, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The training terms (depth, normal, mask) of either design."""
+    """The training terms of any design (see :func:`terms_of`)."""
+    if isinstance(model, FieldNet):
+        return FieldNet.losses(pred, batch)
     if isinstance(model, RefineNet):
         return RefineNet.losses(pred, batch, batch["input"][:, :, 4])
     return map_losses(pred, batch)
 
 
+def terms_of(config: dict[str, Any]) -> tuple[str, ...]:
+    """The names of a design's training terms, in their log order."""
+    return ("occupancy", "carving") if config.get("design") == "field" else ("depth", "normal", "mask")
+
+
 def build_model(config: dict[str, Any] | None = None) -> nn.Module:
     """A freshly initialised network of ``config``'s design (defaults filled in):
-    :class:`RefineNet` for design "refine", else :class:`MultiViewNet`."""
+    :class:`FieldNet` for "field", :class:`RefineNet` for "refine", else :class:`MultiViewNet`."""
+    if (config or {}).get("design") == "field":
+        return FieldNet(config)
     if (config or {}).get("design", "multiview") == "refine":
         return RefineNet(config)
     return MultiViewNet(config)

@@ -27,19 +27,20 @@ from torch.utils.data import DataLoader
 from model_server.device import DEVICES
 from model_server.learning import checkpoint as ckpt
 from model_server.learning.data.format import read_index, read_meta
-from model_server.learning.loader import HullMaps, ResumableSampler, SketchMaps, to_device
-from model_server.learning.logs import COLUMNS, VAL_COLUMNS, TrainingLog
-from model_server.learning.networks import REFINE_CONFIG, config_for, parameter_count
+from model_server.learning.loader import FieldSamples, HullMaps, ResumableSampler, SketchMaps, to_device
+from model_server.learning.logs import TrainingLog, columns
+from model_server.learning.networks import FIELD_CONFIG, REFINE_CONFIG, config_for, parameter_count, terms_of
 from model_server.learning.processes import Processes, start_processes
 from model_server.learning.trainer import Trainer
 
 DEFAULT_STEPS = 20000
-DESIGNS = ("refine", "multiview")
+DESIGNS = ("field", "refine", "multiview")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``train`` command's options."""
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder (from `python -m model_server dataset`)")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="dataset folder(s) (from `python -m model_server dataset`); several are mixed")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (rewritten at every interval)")
     parser.add_argument("--resume", type=Path, help="continue from this checkpoint (often the same file as --out)")
     length = parser.add_mutually_exclusive_group()
@@ -77,7 +78,10 @@ def _table(columns: tuple[str, ...], rows: list[list[float]]) -> dict[str, Any]:
 
 def _plain(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments as plain values, so the checkpoint stays loadable weights-only."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if not callable(v)}
+    def plain(v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else [plain(x) for x in v] if isinstance(v, list) else v
+
+    return {k: plain(v) for k, v in vars(args).items() if not callable(v)}
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -97,15 +101,20 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> None:
     """Train (or resume) as the arguments say; under torchrun, every process calls this."""
     _check_args(args)
-    meta = read_meta(args.data)
+    folders = list(args.data)
+    meta = read_meta(folders[0])
+    for folder in folders[1:]:
+        if read_meta(folder)["resolution"] != meta["resolution"]:
+            raise ValueError(f"{folder} was made at another resolution than {folders[0]}")
     state = ckpt.load_checkpoint(args.resume) if args.resume else None
     if state is not None:
         args.hold_out = state.get("args", {}).get("hold_out", "")
     held_out = {f.strip() for f in args.hold_out.split(",") if f.strip()}
-    entries = {split: [e for e in read_index(args.data, split) if e["family"] not in held_out]
-               for split in ("train", "val")}
+    entries = {split: [{**e, "folder": str(folder)} for folder in folders for e in read_index(folder, split)
+                       if e["family"] not in held_out] for split in ("train", "val")}
     if not entries["train"]:
-        raise ValueError(f"{args.data} has no shapes in its train split" + (" outside --hold-out" if held_out else ""))
+        raise ValueError(f"{', '.join(map(str, folders))} hold no shapes in their train split"
+                         + (" outside --hold-out" if held_out else ""))
     if state is not None and state.get("kind") != "training":
         raise ValueError(f"{args.resume} is an exported inference checkpoint; resume from a training checkpoint")
     if state is not None:
@@ -116,16 +125,19 @@ def run(args: argparse.Namespace) -> None:
         args.seed = seed
     else:
         args.seed = 0 if args.seed is None else args.seed
-        if args.design == "refine":
+        if args.design == "field":
+            config = {**FIELD_CONFIG, "width": args.width or FIELD_CONFIG["width"]}
+        elif args.design == "refine":
             config = {**REFINE_CONFIG, "width": args.width or REFINE_CONFIG["width"]}
         else:
             width = args.width or 32
             config = config_for(int(meta["resolution"]), width=width, view_width=max(2, width // 4),
                                 in_views=3 if "top" in meta["sketch_views"] else 2)
     refine = config.get("design") == "refine"
-    if args.adversarial > 0 and refine:
+    field = config.get("design") == "field"
+    if args.adversarial > 0 and (refine or field):
         raise ValueError("--adversarial is for the multiview design only")
-    if not refine and config["resolution"] != int(meta["resolution"]):
+    if not (refine or field) and config["resolution"] != int(meta["resolution"]):
         raise ValueError(f"the network works at {config['resolution']}² but the dataset at {meta['resolution']}²")
     if refine and int(meta["resolution"]) != 2 * config["resolution"]:
         raise ValueError(f"the refine design needs a dataset made at {2 * config['resolution']}² (it holds the hull "
@@ -157,12 +169,16 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
         history = state["history"]["rows"].tolist()
         val_history = state["val_history"]["rows"].tolist()
 
-    refine = config.get("design") == "refine"
+    design = config.get("design", "multiview")
+    terms = terms_of(config)
+    data = args.data[0]
 
     def split(chosen: list[dict], views: int | None) -> torch.utils.data.Dataset:
-        if refine:
-            return HullMaps(args.data, chosen, args.seed, views)
-        return SketchMaps(args.data, chosen, meta, config["in_views"], args.seed)
+        if design == "field":
+            return FieldSamples(data, chosen, args.seed)
+        if design == "refine":
+            return HullMaps(data, chosen, args.seed, views)
+        return SketchMaps(data, chosen, meta, config["in_views"], args.seed)
 
     train_set = split(entries["train"], args.views_per_shape)
     sampler = ResumableSampler(train_set, procs.rank, procs.world, args.seed, args.batch)
@@ -174,7 +190,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
     log = val_loader = preview_batch = None
     if procs.main:
         log_dir = args.log_dir or args.out.with_name(f"{args.out.stem}_logs")
-        log = TrainingLog(log_dir, history, val_history, config.get("in_views", 3))
+        log = TrainingLog(log_dir, history, val_history, config.get("in_views", 3), terms)
         val_entries = (entries["val"] or entries["train"])[: args.val_limit]
         val_set = split(val_entries, None)
         keys = [(i, 0) for i in range(len(val_set))]
@@ -194,7 +210,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
             ckpt.save_checkpoint(args.out, {
                 "format": ckpt.FORMAT, "kind": "training", **trainer.state_dict(),
                 "step": step, "epoch": step // steps_per_epoch, "seed": args.seed, "rng": ckpt.rng_state(),
-                "history": _table(COLUMNS, history), "val_history": _table(VAL_COLUMNS, val_history),
+                "history": _table(columns(terms)[0], history), "val_history": _table(columns(terms)[1], val_history),
                 "args": _plain(args)})
         procs.barrier()
 
@@ -210,7 +226,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
                 if procs.main:
                     log.log([step, epoch] + losses + [trainer.opt.param_groups[0]["lr"], time.perf_counter() - started])
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[0]:.4f}", depth=f"{losses[1]:.4f}", refresh=False)
+                    bar.set_postfix({"loss": f"{losses[0]:.4f}", terms[0]: f"{losses[1]:.4f}"}, refresh=False)
                 if step % args.checkpoint_every == 0 or step == total:
                     save()
                 if step >= total:

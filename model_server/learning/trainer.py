@@ -49,12 +49,12 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One optimisation step; returns (loss, depth, normal, mask, adv_g, adv_d) of this process."""
+        """One optimisation step; returns (loss, the design's terms..., adv_g, adv_d) of this process."""
         x = batch["input"]
         with self.autocast():
             pred = run_model(self.net_ddp, batch)
         terms = losses(self.net, pred, batch)
-        loss = terms["depth"] + terms["normal"] + terms["mask"]
+        loss = sum(terms.values())
         adv_g = adv_d = torch.zeros((), device=x.device)
         if self.disc is not None:
             # The generator's term goes through the bare discriminator, frozen, so the
@@ -75,7 +75,7 @@ class Trainer:
             self.disc_opt.zero_grad(set_to_none=True)
             adv_d.backward()
             self.disc_opt.step()
-        return torch.stack([loss, terms["depth"], terms["normal"], terms["mask"], adv_g, adv_d]).detach().float()
+        return torch.stack([loss, *terms.values(), adv_g, adv_d]).detach().float()
 
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -84,15 +84,16 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> list[float]:
-        """Mean (loss, depth, normal, mask) over a loader, without the adversarial term."""
-        sums, count = torch.zeros(4, dtype=torch.float64), 0
+        """Mean (loss, the design's terms...) over a loader, without the adversarial term."""
+        sums, count = None, 0
         for batch in loader:
             batch = to_device(batch, self.device)
             terms = losses(self.net, self.predict(batch), batch)
-            parts = torch.stack([terms["depth"], terms["normal"], terms["mask"]]).double().cpu()
+            parts = torch.stack(list(terms.values())).double().cpu()
+            sums = torch.zeros(len(parts) + 1, dtype=torch.float64) if sums is None else sums
             sums += len(batch["input"]) * torch.cat([parts.sum()[None], parts])
             count += len(batch["input"])
-        return (sums / max(count, 1)).tolist()
+        return [] if sums is None else (sums / max(count, 1)).tolist()
 
     def state_dict(self) -> dict[str, Any]:
         cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731

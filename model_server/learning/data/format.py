@@ -42,6 +42,7 @@ MESH_FAMILY = "mesh"        # the family of shapes made from mesh files; their s
 PROCEDURAL_SOURCE = "procedural"
 NORMAL_SCALE = 127
 INK_SCALE = 255
+OPTIONAL = ("refine_input", "refine_style", "field_input", "field_grids", "field_style", "occupancy")
 COMPRESS_LEVEL = 1          # zlib level: 1 is 4x faster than numpy's default and only ~7% larger
 
 
@@ -107,7 +108,7 @@ def decode(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "sketch": arrays["sketch"].astype(np.float32) / INK_SCALE,
         "vertices": arrays["vertices"].astype(np.float32),
         "faces": arrays["faces"].astype(np.int32),
-        **{name: arrays[name] for name in ("refine_input", "refine_style") if name in arrays},
+        **{name: arrays[name] for name in OPTIONAL if name in arrays},
     }
 
 

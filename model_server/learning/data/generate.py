@@ -27,6 +27,7 @@ from model_server.geometry.raycast import render_maps
 from model_server.geometry.views import INPUT_VIEWS, NUM_VIEWS, RESOLUTION, VIEWS
 from model_server.learning.data import meshes
 from model_server.learning.data import sketches
+from model_server.learning.data import sweethome
 from model_server.learning.data.format import (INDEX_FILE, MESH_FAMILY, META_FILE, PROCEDURAL_SOURCE, SHAPES_FOLDER,
                                                encode, index_entry, index_line, make_meta, read_index, read_meta,
                                                shape_id, write_index, write_meta, write_npz)
@@ -37,6 +38,9 @@ MIN_RESOLUTION = 32
 SHAPE_GRID = 96             # SDF samples per axis for the procedural shapes
 REFINE_VARIANTS = 2         # readings of each shape's sketches stored for the learned backend (top drawn, then not)
 MISREGISTRATION = 0.03      # the side view is drawn up to this much off the front's height and scale
+FIELD_VARIANTS = 3          # readings of each shape's sketches stored for the learned backend's network
+OCCUPANCY_RAYS = 7          # ray votes for the truth's thin sheets (real models are often open)
+REAL_FAMILY = sweethome.PACKAGE
 
 # Ground truth is rendered once for the 14 output views plus the top view (front and side
 # are output views 0 and 1), and the sketches are drawn from these views' maps.
@@ -68,6 +72,7 @@ class Plan:
     up: str
     seed: int
     resolution: int
+    models: tuple[sweethome.Model, ...] = ()   # real objects, when REAL_FAMILY is one of the families
 
     def family(self, index: int) -> str:
         return self.families[index % len(self.families)]
@@ -77,16 +82,25 @@ class Plan:
         k = index // len(self.families)
         return self.mesh_files[k % len(self.mesh_files)], k // len(self.mesh_files)
 
+    def model(self, index: int) -> sweethome.Model:
+        """The real object of a REAL_FAMILY shape."""
+        return self.models[(index // len(self.families)) % len(self.models)]
+
     def entry(self, index: int) -> dict:
-        """Shape ``index``'s line in index.jsonl."""
+        """Shape ``index``'s line in index.jsonl. A real object's family is its catalog
+        category (``living-room``), so whole categories can be held out."""
         family = self.family(index)
+        if family == REAL_FAMILY:
+            model = self.model(index)
+            return index_entry(shape_id(index), sweethome.family_of(model), f"{REAL_FAMILY}:{model.key}")
         source = self.mesh_file(index)[0] if family == MESH_FAMILY else PROCEDURAL_SOURCE
         return index_entry(shape_id(index), family, source)
 
 
 def make_plan(count: int | None, families: Sequence[str] | None, mesh_folder: str | Path | None, up: str,
-              seed: int, resolution: int) -> Plan:
-    """Check the run's settings and fix the shape sources. Raises ValueError for bad settings."""
+              seed: int, resolution: int, models: Sequence[sweethome.Model] = ()) -> Plan:
+    """Check the run's settings and fix the shape sources (``models``: real objects from
+    :mod:`.sweethome`). Raises ValueError for bad settings."""
     if resolution < MIN_RESOLUTION:
         raise ValueError(f"--resolution must be at least {MIN_RESOLUTION}, not {resolution}")
     meshes.up_rotation(up)
@@ -95,20 +109,25 @@ def make_plan(count: int | None, families: Sequence[str] | None, mesh_folder: st
         mesh_files = tuple(str(p) for p in meshes.find_meshes(mesh_folder))
         if not mesh_files:
             raise ValueError(f"no mesh files ({', '.join(meshes.MESH_SUFFIXES)}) in {mesh_folder}")
-    chosen = _families(families, bool(mesh_files))
+    chosen = _families(families, bool(mesh_files), bool(models))
     if count is None:
-        if chosen != (MESH_FAMILY,):
-            raise ValueError("--count is required (it may be left out only with --meshes alone)")
-        count = len(mesh_files)
+        if chosen == (MESH_FAMILY,):
+            count = len(mesh_files)
+        elif chosen == (REAL_FAMILY,):
+            count = len(models)
+        else:
+            raise ValueError("--count is required (it may be left out only with --meshes or --sweethome alone)")
     if count < 1:
         raise ValueError(f"--count must be at least 1, not {count}")
-    return Plan(count, chosen, mesh_files, up, seed, resolution)
+    return Plan(count, chosen, mesh_files, up, seed, resolution, tuple(models))
 
 
-def _families(requested: Sequence[str] | None, with_meshes: bool) -> tuple[str, ...]:
-    """Procedural families to interleave (all by default, none with --meshes alone), plus 'mesh'."""
-    if requested is None and with_meshes:
-        return (MESH_FAMILY,)
+def _families(requested: Sequence[str] | None, with_meshes: bool, with_models: bool = False) -> tuple[str, ...]:
+    """Procedural families to interleave (all by default, none with --meshes or --sweethome
+    alone), plus 'mesh' and the real objects' REAL_FAMILY."""
+    sources = ((MESH_FAMILY,) if with_meshes else ()) + ((REAL_FAMILY,) if with_models else ())
+    if requested is None and sources:
+        return sources
     from model_server.learning.data import shapes
 
     chosen = tuple(requested) if requested is not None else tuple(shapes.FAMILIES)
@@ -118,7 +137,7 @@ def _families(requested: Sequence[str] | None, with_meshes: bool) -> tuple[str, 
                          f"choose from {', '.join(shapes.FAMILIES)}")
     if len(set(chosen)) != len(chosen):
         raise ValueError("--families lists a family twice")
-    return chosen + ((MESH_FAMILY,) if with_meshes else ())
+    return chosen + sources
 
 
 # --- One shape: geometry, ground truth and sketches ---------------------------------------------
@@ -126,6 +145,12 @@ def _families(requested: Sequence[str] | None, with_meshes: bool) -> tuple[str, 
 def shape_geometry(plan: Plan, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Canonical vertices and faces of shape ``index``; ShapeSkipped for an unusable mesh file."""
     family = plan.family(index)
+    if family == REAL_FAMILY:
+        model = plan.model(index)
+        try:
+            return sweethome.load(model)
+        except (meshes.MeshError, ValueError, KeyError, OSError) as exc:
+            raise ShapeSkipped(f"{model.key} ({model.name}): {exc}") from None
     if family != MESH_FAMILY:
         from model_server.learning.data import shapes
 
@@ -157,30 +182,70 @@ def make_sample(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generato
     arrays = encode(Maps(maps.depth[:NUM_VIEWS], maps.normal[:NUM_VIEWS], maps.mask[:NUM_VIEWS]), inks, vertices, faces)
     if res == RESOLUTION:
         arrays.update(hull_inputs(inks, rng))
+    arrays.update(field_inputs(vertices, faces, inks, rng))
     return arrays
 
 
-def hull_inputs(inks: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The learned backend's inputs for REFINE_VARIANTS readings of the sketches: each a
-    random style, the top drawn or not, and the side drawn slightly off the front's height,
-    read exactly as a user's sketch is (silhouettes, alignment, hull; see
-    :mod:`model_server.reconstruct.backends.refine_maps`). A variant whose views share no
-    volume is skipped. Returns refine_input (K, V, C, r, r) float16 and refine_style (K,) int8."""
+def sketch_readings(inks: np.ndarray, rng: np.random.Generator, count: int):
+    """Up to ``count`` readings of a shape's sketches as a user's would be read: each a
+    random style, the top drawn in the first only when ``count`` is 2, else at random,
+    and the side drawn slightly off the front's height and scale. Yields (style, Sketch);
+    a reading whose views share no volume is skipped."""
     from model_server.errors import Refused
-    from model_server.reconstruct.backends.hull import hull_maps
-    from model_server.reconstruct.backends.refine_maps import network_inputs
     from model_server.sketch.align import VerticalAlignment
     from model_server.sketch.read import read_sketch
 
-    inputs, styles = [], []
-    for variant in range(REFINE_VARIANTS):
+    for variant in range(count):
         style = int(rng.integers(len(inks)))
-        images = {name: inks[style][k] for k, name in enumerate(SKETCH_VIEWS) if name != "top" or variant == 0}
+        with_top = variant == 0 if count == 2 else bool(rng.random() < 0.5)
+        images = {name: inks[style][k] for k, name in enumerate(SKETCH_VIEWS) if name != "top" or with_top}
         misdrawn = VerticalAlignment(scale=1.0 + rng.uniform(-MISREGISTRATION, MISREGISTRATION),
                                      shift=rng.uniform(-MISREGISTRATION, MISREGISTRATION))
         images["side"] = misdrawn.image(images["side"], order=1)
         try:
-            sketch = read_sketch(images, {})
+            yield style, read_sketch(images, {})
+        except Refused:
+            continue
+
+
+def field_inputs(vertices: np.ndarray, faces: np.ndarray, inks: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The learned backend's training arrays (:mod:`model_server.reconstruct.backends.learned_field`):
+    for FIELD_VARIANTS readings of the sketches, field_input (K, C, n, n, n) and field_grids
+    (K, 3, N, N, N) float16 and field_style (K,) int8; and the truth's inside test on the
+    training grid, occupancy (N^3 bits, packed; :func:`~model_server.geometry.raycast.grid_occupancy`)."""
+    from model_server.errors import Refused
+    from model_server.geometry.raycast import grid_occupancy
+    from model_server.reconstruct.backends import learned_field
+    from model_server.reconstruct.backends.round import RoundField
+
+    inputs, grids, styles = [], [], []
+    for style, sketch in sketch_readings(inks, rng, FIELD_VARIANTS):
+        try:
+            field = RoundField(sketch.silhouettes)
+        except Refused:
+            continue
+        inputs.append(learned_field.network_inputs(field, sketch.images).astype(np.float16))
+        grids.append(learned_field.training_grids(field))
+        styles.append(style)
+    if not inputs:
+        return {}
+    inside = grid_occupancy(vertices, faces, learned_field.grid_axis(learned_field.FINE), OCCUPANCY_RAYS)
+    return {"field_input": np.stack(inputs), "field_grids": np.stack(grids), "field_style": np.array(styles, np.int8),
+            "occupancy": np.packbits(inside)}
+
+
+def hull_inputs(inks: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The refine design's inputs for REFINE_VARIANTS readings of the sketches
+    (:func:`sketch_readings`; see :mod:`model_server.reconstruct.backends.refine_maps`).
+    Returns refine_input (K, V, C, r, r) float16 and refine_style (K,) int8."""
+    from model_server.errors import Refused
+    from model_server.reconstruct.backends.hull import hull_maps
+    from model_server.reconstruct.backends.refine_maps import network_inputs
+
+    inputs, styles = [], []
+    for style, sketch in sketch_readings(inks, rng, REFINE_VARIANTS):
+        try:
             hull = hull_maps(sketch.silhouettes, RESOLUTION)
         except Refused:
             continue
@@ -306,6 +371,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, help="number of shapes (default with --meshes alone: one per mesh file)")
     parser.add_argument("--families", help="comma-separated procedural families (default: all; none with --meshes)")
     parser.add_argument("--meshes", type=Path, help="folder of OBJ/PLY/OFF/STL/GLB/glTF meshes to add (family 'mesh')")
+    parser.add_argument("--sweethome", type=Path, metavar="CACHE",
+                        help="add the real objects of Debian's sweethome3d-furniture package, one shape each, "
+                             "their family their catalog category (downloaded and unpacked into CACHE the first time)")
     parser.add_argument("--up", choices=meshes.UP_AXES, default="z", help="up axis of the --meshes files (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores, %(default)s)")
@@ -317,7 +385,9 @@ def run(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, not {args.workers}")
     families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
-    plan = make_plan(args.count, families, args.meshes, args.up, args.seed, args.resolution)
+    models = [m for archive in sweethome.fetch(args.sweethome) for m in sweethome.catalog(archive)] \
+        if args.sweethome else []
+    plan = make_plan(args.count, families, args.meshes, args.up, args.seed, args.resolution, models)
     summary = generate(args.out, plan, args.workers, progress=True)
     per_shape = summary["bytes"] / max(summary["count"], 1)
     print(f"Made {summary['made']} shapes in {summary['seconds']:.1f} s ({summary['shapes_per_s']:.2f} shapes/s); "

@@ -16,6 +16,7 @@ with many rays is the inside test to use on them.
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import zipfile
@@ -48,6 +49,11 @@ class Model:
     def key(self) -> str:
         """A stable name for the model: archive and catalog index."""
         return f"{self.archive.stem}#{self.index}"
+
+
+def family_of(model: Model) -> str:
+    """The dataset family of a model: its category as a lower-case slug ("living-room")."""
+    return re.sub(r"[^a-z0-9]+", "-", model.category.lower()).strip("-") or "uncategorised"
 
 
 def read_properties(text: str) -> dict[str, str]:
@@ -159,3 +165,36 @@ def attribution(models: list[Model]) -> str:
             for m in sorted(models, key=lambda m: (m.archive.name, m.index))]
     return "\n".join([f"# Models from Debian's {PACKAGE} package", "",
                       "| model | category | creator | licence | archive |", "|---|---|---|---|---|", *rows, ""])
+
+
+def trained_models(data: Path, cache: Path, hold_out: set[str]) -> list[Model]:
+    """The real objects a training run on dataset ``data`` learned from: its train and val
+    shapes from this package whose family (category) is not in ``hold_out``."""
+    from model_server.learning.data.format import read_index
+
+    by_key = {m.key: m for archive in fetch(cache) for m in catalog(archive)}
+    prefix = f"{PACKAGE}:"
+    keys = [e["source"][len(prefix):] for e in read_index(data) if e["source"].startswith(prefix)
+            and e["split"] in ("train", "val") and e["family"] not in hold_out]
+    missing = [k for k in keys if k not in by_key]
+    if missing:
+        raise ValueError(f"{data} names models that {cache} does not hold: {', '.join(missing[:5])}")
+    return [by_key[k] for k in dict.fromkeys(keys)]
+
+
+def add_attribution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m model_server attribution``."""
+    parser.add_argument("--data", type=Path, required=True, help="the dataset of real objects training used")
+    parser.add_argument("--sweethome", type=Path, required=True, metavar="CACHE", help="where the package is unpacked")
+    parser.add_argument("--hold-out", default="", metavar="FAMILIES", help="the families training left out")
+    parser.add_argument("--out", type=Path, required=True, help="Markdown file to write")
+
+
+def run_attribution(args: argparse.Namespace) -> None:
+    """Write the credits of the real objects a training run learned from."""
+    from model_server.files import atomic_write
+
+    models = trained_models(args.data, args.sweethome, {f.strip() for f in args.hold_out.split(",") if f.strip()})
+    with atomic_write(args.out, "w", encoding="utf-8") as f:
+        f.write(attribution(models))
+    print(f"Wrote {args.out}: {len(models)} models")

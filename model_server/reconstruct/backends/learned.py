@@ -18,11 +18,14 @@ import numpy as np
 from model_server import interrupt
 from model_server.errors import UNAVAILABLE, Refused
 from model_server.geometry.maps import Maps
-from model_server.reconstruct.backends.hull import hull_maps
+from model_server.reconstruct.backends.hull import field_maps, hull_maps
+from model_server.reconstruct.backends.learned_field import LearnedField
+from model_server.reconstruct.backends.learned_field import network_inputs as learned_field_inputs
 from model_server.reconstruct.backends.refine_maps import NET_RESOLUTION, network_inputs, refined_maps
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "refine.pt"
 FUSION_DEPTH_TOLERANCE_PX = 6.0   # predicted views disagree by a few pixels; fusion must not prune them as exact
+FIELD_DEPTH_TOLERANCE_PX = 2.0   # the field design's maps are exact renderings of one solid, like the priors'
 FUSION_PRUNE_VOTES = 3            # ... so a point goes only when three views say it is not on the object
 
 
@@ -47,13 +50,18 @@ class LearnedBackend:
         except (ValueError, RuntimeError, KeyError, TypeError):
             raise Refused(UNAVAILABLE, f"The weights file {path} is not a checkpoint that `train` or `export-weights` "
                                      "wrote; give another --weights or leave it out for the shipped weights.") from None
-        if self.model.config.get("design") != "refine":
-            raise Refused(UNAVAILABLE, f"The weights file {path} holds a {self.model.config.get('design', 'multiview')} "
-                                     "network; the learned backend runs the refine design (train --design refine).")
+        self.design = self.model.config.get("design", "multiview")
+        if self.design not in ("refine", "field"):
+            raise Refused(UNAVAILABLE, f"The weights file {path} holds a {self.design} network; the learned backend "
+                                     "runs the field design (train --design field).")
+        if self.design == "field":
+            self.depth_tolerance_px, self.prune_votes = FIELD_DEPTH_TOLERANCE_PX, 1
         self.torch, self.device = torch, torch.device(device)
 
     def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
-        """The hull of ``silhouettes`` at ``res``, refined by the network from it and ``inks``."""
+        """The maps of the solid the network makes of ``silhouettes`` and ``inks``."""
+        if self.design == "field":
+            return self._predict_field(inks, silhouettes, res)
         if res % NET_RESOLUTION:
             raise ValueError(f"the learned backend needs a map resolution that is a multiple of {NET_RESOLUTION}")
         hull = hull_maps(silhouettes, res)
@@ -66,3 +74,15 @@ class LearnedBackend:
         interrupt.checkpoint()
         return refined_maps(hull, answer["offset"], 1.0 / (1.0 + np.exp(-answer["mask_logit"])),
                             answer["normal_correction"])
+
+    def _predict_field(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
+        """The field design: the round prior of ``silhouettes``, rounded, kept boxy or carved
+        where the network says (:mod:`.learned_field`), rendered into the 14 views."""
+        field = LearnedField(silhouettes)
+        x = learned_field_inputs(field, inks)
+        interrupt.checkpoint()
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(x)[None].to(self.device))
+        field.answer(out["t"][0].float().cpu().numpy(), out["c"][0].float().cpu().numpy())
+        interrupt.checkpoint()
+        return field_maps(field, res)

@@ -169,9 +169,10 @@ class RoundField(HullField):
             gradient[:, k] = self._band_at(self.band_gradient[k], x, y)
         return self._band_at(self.band, x, y), gradient
 
-    def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """f and its gradient at points (N, 3): the hull's where the hull is the nearer
-        boundary, the rounded cross-sections' (or the top band's) elsewhere."""
+    def parts(self, points: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The hull's f and gradient at points (N, 3), then the round prior's (the hull's
+        where the hull is the nearer boundary, the rounded cross-sections' or the top
+        band's elsewhere), then the half-widths of the front's and side's row intervals."""
         points = np.asarray(points, np.float64)
         hull_value, hull_gradient = super().value_and_gradient(points)
         u, half_u, grad_u = self.front.normalised(points)
@@ -185,18 +186,28 @@ class RoundField(HullField):
             nearer = band < value
             value, gradient = np.where(nearer, band, value), np.where(nearer[:, None], band_gradient, gradient)
         rounder = value > hull_value
-        return np.where(rounder, value, hull_value), np.where(rounder[:, None], gradient, hull_gradient)
+        return (hull_value, hull_gradient, np.where(rounder, value, hull_value),
+                np.where(rounder[:, None], gradient, hull_gradient), half_u, half_v)
 
-    def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
-        """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]: each view's
-        intervals are sampled once on its own plane, then combined."""
+    def value_and_gradient(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The round prior's f and its gradient at points (N, 3) (see :meth:`parts`)."""
+        return self.parts(points)[2:4]
+
+    def grids(self, n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """The hull's f and the round prior's, sampled on an n^3 grid over [lo, hi]^3,
+        indexed [x, y, z]: each view's intervals are sampled once on its own plane, then combined."""
         axis = np.linspace(lo, hi, n)
         rounded = self._ellipses(axis)
         if self.band is not None:
             x, y = np.meshgrid(axis, axis, indexing="ij")
             band = self._band_at(self.band, x.ravel(), y.ravel()).reshape(n, n)
             rounded = np.minimum(rounded, band[:, :, None].astype(np.float32))
-        return np.maximum(super().grid(n, lo, hi), rounded)
+        hull = super().grid(n, lo, hi)
+        return hull, np.maximum(hull, rounded)
+
+    def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
+        """The round prior's f on an n^3 grid over [lo, hi]^3, indexed [x, y, z]."""
+        return self.grids(n, lo, hi)[1]
 
 
 def round_maps(silhouettes: dict[str, np.ndarray], roundness: float = 1.0, res: int = RESOLUTION,

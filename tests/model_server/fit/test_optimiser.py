@@ -179,3 +179,35 @@ def test_fit_leaves_torchs_thread_count_and_random_state_alone():
     vertices, faces = icosphere(1)
     fit_to_strokes(vertices, faces, ellipse_targets(), iterations=2)
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_mesh_that_already_matches_its_strokes_is_left_alone(sphere_fit):
+    """The drawing cannot say more: a fit of an already matching mesh moves nothing."""
+    _, faces = icosphere()
+    again = fit_to_strokes(sphere_fit.vertices, faces, ellipse_targets(), iterations=200)
+    if min(again.iou_before.values()) >= fitting.MATCHED_IOU:
+        assert again.already_matched and again.iterations == 0
+        assert np.array_equal(again.vertices, sphere_fit.vertices) and again.iou_after == again.iou_before
+
+
+@pytest.mark.slow
+def test_fitting_the_outline_does_not_worsen_the_shape_in_3d():
+    """The truth is the ellipsoid the targets were drawn from. Starting from that ellipsoid
+    squeezed 8% across the front view, 200 iterations must bring the front outline back
+    and end no further from the true shape (Chamfer at most 2% above the start's; in fact
+    much closer). A start that already matches to 0.98 is left alone (the test above)."""
+    from model_server.evaluation import metrics
+
+    vertices, faces = icosphere(3, radius=1.0)
+    truth = vertices * np.array([0.7, 0.4, 0.55], np.float32)
+    squeezed = truth * np.array([0.92, 1.0, 1.0], np.float32)
+    fitted = fit_to_strokes(squeezed, faces, ellipse_targets(), iterations=200)
+
+    def chamfer(v: np.ndarray) -> float:
+        rng = np.random.default_rng(0)
+        return metrics.chamfer(metrics.sample_surface(v, faces, 20000, rng)[0],
+                               metrics.sample_surface(truth, faces, 20000, rng)[0])
+
+    assert fitted.iou_after["front"] > fitted.iou_before["front"] + 0.02
+    assert fitted.iou_after["side"] >= fitted.iou_before["side"] - 0.005
+    assert chamfer(fitted.vertices) <= 1.02 * chamfer(squeezed)

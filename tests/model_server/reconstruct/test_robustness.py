@@ -17,7 +17,7 @@ import pytest
 from model_server.errors import Refused
 from model_server.geometry.raycast import render_silhouette
 from model_server.geometry.views import INPUT_VIEWS
-from model_server.learning.data import sloppy
+import sloppy
 from model_server.reconstruct import pipeline
 from model_server.sketch.silhouette import iou
 

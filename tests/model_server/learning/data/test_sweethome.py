@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from model_server.geometry.normalize import TARGET_EXTENT
 from model_server.geometry.raycast import occupancy
@@ -106,3 +107,43 @@ def test_fetch_uses_what_the_cache_already_holds(archive, tmp_path):
 def test_a_face_past_the_last_vertex_is_refused():
     with pytest.raises(sweethome.MeshError, match="refers to a vertex"):
         sweethome.read_obj("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\n")
+
+
+def test_the_dataset_command_makes_one_shape_per_model_in_its_category_and_credits_them(archive, tmp_path):
+    """The recipe's data step on the test archive: families are the catalog's categories,
+    the open box's truth is solid inside (not just its walls), and the attribution lists
+    exactly the models training may see."""
+    from model_server.__main__ import main as cli
+    from model_server.learning.data.format import read_index
+    from model_server.reconstruct.backends.learned_field import FINE, grid_axis
+
+    cache = tmp_path / "cache"
+    (cache / sweethome.FURNITURE).mkdir(parents=True)
+    (cache / sweethome.FURNITURE / archive.name).write_bytes(archive.read_bytes())
+    out = tmp_path / "real"
+    assert cli(["dataset", "--out", str(out), "--sweethome", str(cache), "--resolution", "64", "--workers", "1"]) == 0
+    index = read_index(out)
+    assert [(e["family"], e["source"]) for e in index] == [("living-room", "sweethome3d-furniture:Test#1"),
+                                                           ("bedroom", "sweethome3d-furniture:Test#2")]
+    with np.load(out / index[0]["file"]) as data:
+        vertices = data["vertices"]
+        inside = np.unpackbits(data["occupancy"], count=FINE ** 3).reshape(FINE, FINE, FINE).astype(bool)
+        assert data["field_input"].shape[1:] == (13, 32, 32, 32) and data["field_grids"].shape[1:] == (3, FINE, FINE, FINE)
+    axis = grid_axis(FINE)
+    spacing = axis[1] - axis[0]
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    box = np.ones((FINE,) * 3, bool)
+    for k in range(3):
+        shape = [1, 1, 1]
+        shape[k] = FINE
+        box &= ((axis >= lo[k] - spacing) & (axis <= hi[k] + spacing)).reshape(shape)
+    # an open box is a container: its walls and floor are solid, its inside stays empty, and
+    # nothing outside it is (ray votes alone streak outwards from open models)
+    walls = box & ~ndimage.binary_erosion(box, iterations=3)
+    assert (inside & walls).sum() > 0.25 * walls.sum()
+    assert (inside & ~walls).sum() < 0.02 * box.sum() and (inside & ~box).sum() == 0
+    credits = tmp_path / "ATTRIBUTION.md"
+    assert cli(["attribution", "--data", str(out), "--sweethome", str(cache), "--hold-out", "bedroom",
+                "--out", str(credits)]) == 0
+    text = credits.read_text()
+    assert "| Chair é | Living room | Someone | Public domain | Test.sh3f |" in text and "Lying box" not in text

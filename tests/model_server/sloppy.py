@@ -3,8 +3,8 @@ strokes drawn twice or in overlapping pieces, hatching and crease lines inside t
 a stray dot. Also clean outlines traced from a boolean silhouette mask.
 
 Why: the pipeline must turn such drawings into the same shape as the clean one. These
-functions make them reproducibly for the robustness tests and benchmarks, and later as
-training augmentation. Pure numpy; every random choice comes from the caller's
+functions make them reproducibly for the robustness tests and ``benchmarks/bench_pipeline.py``
+(test support code: the product never draws sloppily). Pure numpy; every random choice comes from the caller's
 ``np.random.Generator``, so a seed gives the same drawing.
 
 A view's drawing is a list of strokes, each an (N, 2) or (N, 3) array of (u, v[, pressure])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model_server.geometry.views import FRONT, plane_grid
-from model_server.learning.data import sloppy
+import sloppy
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.silhouette import fill_silhouette, iou
 
