@@ -3,8 +3,7 @@
 A training checkpoint is a plain dict of tensors and plain Python values:
 
     format, kind="training", config, model (fp32 state dict), step, epoch, seed,
-    optimizer, discriminator, discriminator_optimizer (None without the adversarial term),
-    rng {torch, cuda, numpy, python}, history {columns, rows}, val_history {columns, rows}, args
+    optimizer, rng {torch, cuda, numpy, python}, history {columns, rows}, val_history {columns, rows}, args
 
 An inference checkpoint (``export_weights``) keeps only format, kind="inference", config,
 step and an fp16 copy of the weights: what the server ships. ``load_model`` reads either.
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from model_server.files import atomic_write
-from model_server.learning.networks import MultiViewNet, build_model
+from model_server.learning.networks import FieldNet, build_model
 
 FORMAT = 1
 
@@ -82,7 +81,7 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Non
                           "step": int(state.get("step", 0)), "model": weights})
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultiViewNet:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FieldNet:
     """The network of a training or exported checkpoint, in float32 eval mode on ``device``."""
     state = load_checkpoint(path)
     model = build_model(state["config"])

@@ -1,6 +1,6 @@
 """Training batches: a dataset split as network inputs and targets, and a resumable sampler.
 
-Every random choice about a sample (its sketch style, whether the top view is shown) is a
+Every random choice about a sample (which stored reading of its sketches it shows) is a
 function of (seed, epoch, shape index), and the sampler can start mid-epoch, so a resumed
 run sees exactly the batches an uninterrupted one would have.
 """
@@ -16,77 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from model_server.geometry.maps import Maps
-from model_server.learning.data.format import load_shape
-from model_server.learning.networks import INPUT_ORDER, network_input
-from model_server.reconstruct.backends.refine_maps import downsample
-
-
-class SketchMaps(Dataset):
-    """Shapes of one split as network inputs and targets.
-
-    Indexed by (shape index, epoch): the sketch style and whether the top view is shown are
-    drawn from a generator seeded by (seed, epoch, index), so they do not depend on worker
-    processes or on where a run was resumed."""
-
-    def __init__(self, data_dir: Path, entries: list[dict], meta: dict, in_views: int, seed: int) -> None:
-        self.data_dir, self.entries, self.in_views, self.seed = data_dir, entries, in_views, seed
-        names = list(meta["sketch_views"])
-        self.view_index = [names.index(v) for v in INPUT_ORDER if v in names]
-        self.has_top = "top" in names
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, epoch = key
-        shape = load_shape(self.entries[index].get("folder", self.data_dir), self.entries[index])
-        rng = np.random.default_rng([self.seed, epoch, index])
-        style = int(rng.integers(len(shape["sketch"])))
-        show_top = self.has_top and bool(rng.random() < 0.5)
-        ink = torch.from_numpy(np.ascontiguousarray(shape["sketch"][style][self.view_index], np.float32))
-        x = network_input(ink[None], torch.tensor([show_top]), self.in_views)[0]
-        return {"input": x, "depth": torch.from_numpy(shape["depth"]),
-                "normal": torch.from_numpy(shape["normal"]).permute(0, 3, 1, 2).contiguous(),
-                "mask": torch.from_numpy(shape["mask"].astype(np.float32))}
-
-
-class HullMaps(Dataset):
-    """Shapes of one split as inputs and targets of the hull-refining design (``RefineNet``).
-
-    Each item is one of the shape's stored hull readings (refine_input, made by the
-    dataset generator from its sketches: styles, top drawn or not, misregistration) and
-    ``views`` of its 14 views (a random subset per (seed, epoch, index); all 14 in order
-    when ``views`` is None), with the ground truth downsampled to the network's resolution."""
-
-    def __init__(self, data_dir: Path, entries: list[dict], seed: int, views: int | None = None) -> None:
-        self.data_dir, self.seed, self.views = data_dir, seed, views
-        self.entries = [e for e in entries if _holds(Path(e.get("folder", data_dir)) / e["file"], "refine_input")]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, epoch = key
-        shape = load_shape(self.entries[index].get("folder", self.data_dir), self.entries[index])
-        if "refine_input" not in shape:
-            raise ValueError(f"shape {self.entries[index]['id']} has no hull inputs; make the dataset at 256² "
-                             "with this version's `dataset` command")
-        rng = np.random.default_rng([self.seed, epoch, index])
-        inputs = shape["refine_input"]
-        variant = int(rng.integers(len(inputs)))
-        count = len(shape["depth"])
-        views = np.arange(count) if self.views is None else np.sort(rng.choice(count, self.views, replace=False))
-        x = inputs[variant][views]
-        truth = downsample(Maps(shape["depth"], shape["normal"], shape["mask"]), shape["depth"].shape[-1] // x.shape[-1])
-        return {"input": torch.from_numpy(np.ascontiguousarray(x, np.float32)), "views": torch.from_numpy(views),
-                "depth": torch.from_numpy(truth.depth[views]),
-                "normal": torch.from_numpy(np.moveaxis(truth.normal[views], -1, 1).copy()),
-                "mask": torch.from_numpy(truth.mask[views])}
 
 
 class FieldSamples(Dataset):
-    """Shapes as inputs and targets of the field design (``FieldNet``).
+    """Shapes as the network's inputs and targets.
 
     Each item is one of the shape's stored readings of its sketches (field_input and
     field_grids, made by the dataset generator: styles, top drawn or not, misregistration),

@@ -1,9 +1,9 @@
 """The ``train`` command: ``python -m model_server train`` (one process) or
 ``torchrun --nproc_per_node K -m model_server train`` (distributed data parallel).
 
-Each step shows the network a random sketch style per shape, with the top view dropped
-half the time so the model also works from front and side alone (:mod:`.loader`); the
-losses and the optional adversarial term are the trainer's (:mod:`.trainer`).
+Each step shows the network one of each shape's stored readings of its sketches (a random
+style, the top drawn or not, the side drawn slightly off; :mod:`.loader`); the losses are
+the network's (:func:`.networks.losses`), the step the trainer's (:mod:`.trainer`).
 
 Resuming continues the same run: the data order and every random choice are functions of
 (seed, epoch, sample), and the checkpoint holds model, optimiser, step and RNG states, so
@@ -27,14 +27,13 @@ from torch.utils.data import DataLoader
 from model_server.device import DEVICES
 from model_server.learning import checkpoint as ckpt
 from model_server.learning.data.format import read_index, read_meta
-from model_server.learning.loader import FieldSamples, HullMaps, ResumableSampler, SketchMaps, to_device
-from model_server.learning.logs import TrainingLog, columns
-from model_server.learning.networks import FIELD_CONFIG, REFINE_CONFIG, config_for, parameter_count, terms_of
+from model_server.learning.loader import FieldSamples, ResumableSampler, to_device
+from model_server.learning.logs import COLUMNS, VAL_COLUMNS, TrainingLog
+from model_server.learning.networks import CONFIG, parameter_count
 from model_server.learning.processes import Processes, start_processes
 from model_server.learning.trainer import Trainer
 
 DEFAULT_STEPS = 20000
-DESIGNS = ("field", "refine", "multiview")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,25 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help=f"train until this total step count (default {DEFAULT_STEPS})")
     length.add_argument("--epochs", type=int, help="train until this many passes over the training split")
-    parser.add_argument("--design", choices=DESIGNS, default="refine",
-                        help="refine: one small network refines the visual hull's maps (shipped); multiview: the "
-                             "paper's sketch -> 14 decoders (default %(default)s; a resumed run keeps its own)")
-    parser.add_argument("--views-per-shape", type=int, default=7, metavar="K",
-                        help="refine design: train on K random views of each shape per step (default %(default)s)")
     parser.add_argument("--hold-out", default="", metavar="FAMILIES",
                         help="comma-separated families to leave out of training, so evaluation can measure kinds "
                              "the network never saw (a resumed run keeps its own)")
     parser.add_argument("--batch", type=int, default=8, help="shapes per step and process (default %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (ignored on CPU)")
-    parser.add_argument("--adversarial", type=float, default=0.0, metavar="W",
-                        help="weight of the conditional adversarial term; 0 turns it off (paper: 0.01)")
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default %(default)s)")
     parser.add_argument("--log-dir", type=Path, help="losses.csv, curves and previews (default: OUT_STEM_logs next to --out)")
     parser.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
                         help="save, validate and preview every N steps, and at the end (default %(default)s)")
-    parser.add_argument("--width", type=int, help="full-resolution width of a new network (default: 16 refine, "
-                        "32 multiview; a resumed one keeps its own)")
+    parser.add_argument("--width", type=int, help=f"full-resolution width of a new network (default {CONFIG['width']}; "
+                        "a resumed one keeps its own)")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
     parser.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation "
                         "(default 0; a resumed run keeps its own)")
@@ -90,10 +82,8 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    if args.workers < 0 or args.adversarial < 0 or args.lr <= 0:
-        raise ValueError("--workers and --adversarial must be >= 0 and --lr > 0")
-    if not 1 <= args.views_per_shape <= 14:
-        raise ValueError(f"--views-per-shape must be between 1 and 14, not {args.views_per_shape}")
+    if args.workers < 0 or args.lr <= 0:
+        raise ValueError("--workers must be >= 0 and --lr > 0")
     if args.resume is not None and not args.resume.is_file():
         raise ValueError(f"--resume {args.resume} does not exist")
 
@@ -102,10 +92,8 @@ def run(args: argparse.Namespace) -> None:
     """Train (or resume) as the arguments say; under torchrun, every process calls this."""
     _check_args(args)
     folders = list(args.data)
-    meta = read_meta(folders[0])
-    for folder in folders[1:]:
-        if read_meta(folder)["resolution"] != meta["resolution"]:
-            raise ValueError(f"{folder} was made at another resolution than {folders[0]}")
+    for folder in folders:
+        read_meta(folder)
     state = ckpt.load_checkpoint(args.resume) if args.resume else None
     if state is not None:
         args.hold_out = state.get("args", {}).get("hold_out", "")
@@ -125,32 +113,16 @@ def run(args: argparse.Namespace) -> None:
         args.seed = seed
     else:
         args.seed = 0 if args.seed is None else args.seed
-        if args.design == "field":
-            config = {**FIELD_CONFIG, "width": args.width or FIELD_CONFIG["width"]}
-        elif args.design == "refine":
-            config = {**REFINE_CONFIG, "width": args.width or REFINE_CONFIG["width"]}
-        else:
-            width = args.width or 32
-            config = config_for(int(meta["resolution"]), width=width, view_width=max(2, width // 4),
-                                in_views=3 if "top" in meta["sketch_views"] else 2)
-    refine = config.get("design") == "refine"
-    field = config.get("design") == "field"
-    if args.adversarial > 0 and (refine or field):
-        raise ValueError("--adversarial is for the multiview design only")
-    if not (refine or field) and config["resolution"] != int(meta["resolution"]):
-        raise ValueError(f"the network works at {config['resolution']}² but the dataset at {meta['resolution']}²")
-    if refine and int(meta["resolution"]) != 2 * config["resolution"]:
-        raise ValueError(f"the refine design needs a dataset made at {2 * config['resolution']}² (it holds the hull "
-                         f"inputs), not {meta['resolution']}²")
+        config = {**CONFIG, "width": args.width or CONFIG["width"]}
 
     procs, device = start_processes(args.device)
     try:
-        _train(args, meta, entries, config, state, procs, device)
+        _train(args, entries, config, state, procs, device)
     finally:
         procs.close()
 
 
-def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]], config: dict[str, Any],
+def _train(args: argparse.Namespace, entries: dict[str, list[dict]], config: dict[str, Any],
            state: dict[str, Any] | None, procs: Processes, device: torch.device) -> None:
     """The training loop of this process: step, log, and validate, preview and save every --checkpoint-every."""
     from tqdm import tqdm
@@ -160,7 +132,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
     random.seed(args.seed)
     if args.amp and device.type != "cuda" and procs.main:
         print("note: --amp is ignored on the CPU (bf16 autocast is only faster on GPUs)", file=sys.stderr)
-    trainer = Trainer(config, device, procs, args.lr, args.adversarial, args.amp)
+    trainer = Trainer(config, device, procs, args.lr, args.amp)
     step, history, val_history = 0, [], []
     if state is not None:
         trainer.load_state_dict(state, args.lr)
@@ -169,18 +141,10 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
         history = state["history"]["rows"].tolist()
         val_history = state["val_history"]["rows"].tolist()
 
-    design = config.get("design", "multiview")
-    terms = terms_of(config)
-    data = args.data[0]
+    def split(chosen: list[dict]) -> FieldSamples:
+        return FieldSamples(args.data[0], chosen, args.seed)
 
-    def split(chosen: list[dict], views: int | None) -> torch.utils.data.Dataset:
-        if design == "field":
-            return FieldSamples(data, chosen, args.seed)
-        if design == "refine":
-            return HullMaps(data, chosen, args.seed, views)
-        return SketchMaps(data, chosen, meta, config["in_views"], args.seed)
-
-    train_set = split(entries["train"], args.views_per_shape)
+    train_set = split(entries["train"])
     sampler = ResumableSampler(train_set, procs.rank, procs.world, args.seed, args.batch)
     loader = DataLoader(train_set, batch_size=args.batch, sampler=sampler, num_workers=args.workers,
                         pin_memory=device.type == "cuda")
@@ -190,9 +154,9 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
     log = val_loader = preview_batch = None
     if procs.main:
         log_dir = args.log_dir or args.out.with_name(f"{args.out.stem}_logs")
-        log = TrainingLog(log_dir, history, val_history, config.get("in_views", 3), terms)
+        log = TrainingLog(log_dir, history, val_history)
         val_entries = (entries["val"] or entries["train"])[: args.val_limit]
-        val_set = split(val_entries, None)
+        val_set = split(val_entries)
         keys = [(i, 0) for i in range(len(val_set))]
         val_loader = DataLoader(val_set, batch_size=args.batch, sampler=keys, num_workers=0)
         preview_batch = to_device(next(iter(DataLoader(val_set, batch_size=2, sampler=keys[:2]))), device)
@@ -210,7 +174,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
             ckpt.save_checkpoint(args.out, {
                 "format": ckpt.FORMAT, "kind": "training", **trainer.state_dict(),
                 "step": step, "epoch": step // steps_per_epoch, "seed": args.seed, "rng": ckpt.rng_state(),
-                "history": _table(columns(terms)[0], history), "val_history": _table(columns(terms)[1], val_history),
+                "history": _table(COLUMNS, history), "val_history": _table(VAL_COLUMNS, val_history),
                 "args": _plain(args)})
         procs.barrier()
 
@@ -226,7 +190,7 @@ def _train(args: argparse.Namespace, meta: dict, entries: dict[str, list[dict]],
                 if procs.main:
                     log.log([step, epoch] + losses + [trainer.opt.param_groups[0]["lr"], time.perf_counter() - started])
                     bar.update(1)
-                    bar.set_postfix({"loss": f"{losses[0]:.4f}", terms[0]: f"{losses[1]:.4f}"}, refresh=False)
+                    bar.set_postfix(loss=f"{losses[0]:.4f}", occupancy=f"{losses[1]:.4f}", refresh=False)
                 if step % args.checkpoint_every == 0 or step == total:
                     save()
                 if step >= total:

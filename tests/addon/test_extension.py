@@ -57,7 +57,7 @@ def test_extension_builds_and_validates(extension_zip):
     names = set(zipfile.ZipFile(extension_zip).namelist())
     assert {"blender_manifest.toml", "__init__.py", "protocol.py", "operators.py", "server_setup.py"} <= names
     # The server the add-on sets up rides along: its code, the shipped weights, the pinned list.
-    assert {"model_server/__main__.py", "model_server/server.py", "model_server/weights/refine.pt",
+    assert {"model_server/__main__.py", "model_server/server.py", "model_server/weights/learned.pt",
             "requirements/runtime.txt"} <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "examples/", "docs/")) for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

@@ -124,5 +124,5 @@ def test_the_learned_backend_may_use_the_network(tmp_path):
     path = root / "reconstruct" / "backends" / "learned.py"
     path.parent.mkdir(parents=True)
     path.write_text("from model_server.learning.checkpoint import load_model\n"
-                    "from model_server.learning.networks import MultiViewNet\n")
+                    "from model_server.learning.networks import FieldNet\n")
     assert violations(root) == []

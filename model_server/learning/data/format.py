@@ -8,8 +8,11 @@
     DIR/shapes/<id>.npz  depth float16 (14, R, R), normal int8 (14, R, R, 3) (unit x 127),
                          mask uint8 (14, R, R), sketch uint8 (styles, 3, R, R) (255 = ink),
                          vertices float32 (V, 3), faces int32 (F, 3): the canonical mesh,
-                         and at 256² the learned backend's inputs: refine_input float16
-                         (K, 14, C, 128, 128) for K readings of the sketches, refine_style int8 (K,)
+                         and the learned backend's inputs for K readings of the sketches
+                         (reconstruct.backends.learned_field): field_input float16
+                         (K, C, n, n, n), field_grids float16 (K, 3, N, N, N) and
+                         field_style int8 (K,); occupancy uint8, the truth's inside test on
+                         the N^3 training grid as packed bits
 
 A shape's split follows from a hash of its id alone, so it never depends on which other
 shapes exist. Every file is written atomically (see :mod:`model_server.files`), so a cut-off
@@ -42,7 +45,7 @@ MESH_FAMILY = "mesh"        # the family of shapes made from mesh files; their s
 PROCEDURAL_SOURCE = "procedural"
 NORMAL_SCALE = 127
 INK_SCALE = 255
-OPTIONAL = ("refine_input", "refine_style", "field_input", "field_grids", "field_style", "occupancy")
+OPTIONAL = ("field_input", "field_grids", "field_style", "occupancy")   # absent where no reading of the sketches made a solid
 COMPRESS_LEVEL = 1          # zlib level: 1 is 4x faster than numpy's default and only ~7% larger
 
 

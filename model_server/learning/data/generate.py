@@ -36,7 +36,6 @@ STYLES: tuple[str, ...] = sketches.STYLES
 SKETCH_VIEWS: tuple[str, ...] = tuple(INPUT_VIEWS)        # front, side, top
 MIN_RESOLUTION = 32
 SHAPE_GRID = 96             # SDF samples per axis for the procedural shapes
-REFINE_VARIANTS = 2         # readings of each shape's sketches stored for the learned backend (top drawn, then not)
 MISREGISTRATION = 0.03      # the side view is drawn up to this much off the front's height and scale
 FIELD_VARIANTS = 3          # readings of each shape's sketches stored for the learned backend's network
 OCCUPANCY_RAYS = 7          # ray votes for the truth's thin sheets (real models are often open)
@@ -180,24 +179,21 @@ def make_sample(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generato
     index = list(SKETCH_VIEW_INDEX)
     inks = sketches.draw_sketches(Maps(maps.depth[index], maps.normal[index], maps.mask[index]), rng, STYLES)
     arrays = encode(Maps(maps.depth[:NUM_VIEWS], maps.normal[:NUM_VIEWS], maps.mask[:NUM_VIEWS]), inks, vertices, faces)
-    if res == RESOLUTION:
-        arrays.update(hull_inputs(inks, rng))
     arrays.update(field_inputs(vertices, faces, inks, rng))
     return arrays
 
 
 def sketch_readings(inks: np.ndarray, rng: np.random.Generator, count: int):
     """Up to ``count`` readings of a shape's sketches as a user's would be read: each a
-    random style, the top drawn in the first only when ``count`` is 2, else at random,
-    and the side drawn slightly off the front's height and scale. Yields (style, Sketch);
-    a reading whose views share no volume is skipped."""
+    random style, the top drawn or not, and the side drawn slightly off the front's height
+    and scale. Yields (style, Sketch); a reading whose views share no volume is skipped."""
     from model_server.errors import Refused
     from model_server.sketch.align import VerticalAlignment
     from model_server.sketch.read import read_sketch
 
-    for variant in range(count):
+    for _ in range(count):
         style = int(rng.integers(len(inks)))
-        with_top = variant == 0 if count == 2 else bool(rng.random() < 0.5)
+        with_top = bool(rng.random() < 0.5)
         images = {name: inks[style][k] for k, name in enumerate(SKETCH_VIEWS) if name != "top" or with_top}
         misdrawn = VerticalAlignment(scale=1.0 + rng.uniform(-MISREGISTRATION, MISREGISTRATION),
                                      shift=rng.uniform(-MISREGISTRATION, MISREGISTRATION))
@@ -233,27 +229,6 @@ def field_inputs(vertices: np.ndarray, faces: np.ndarray, inks: np.ndarray,
     inside = grid_occupancy(vertices, faces, learned_field.grid_axis(learned_field.FINE), OCCUPANCY_RAYS)
     return {"field_input": np.stack(inputs), "field_grids": np.stack(grids), "field_style": np.array(styles, np.int8),
             "occupancy": np.packbits(inside)}
-
-
-def hull_inputs(inks: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The refine design's inputs for REFINE_VARIANTS readings of the sketches
-    (:func:`sketch_readings`; see :mod:`model_server.reconstruct.backends.refine_maps`).
-    Returns refine_input (K, V, C, r, r) float16 and refine_style (K,) int8."""
-    from model_server.errors import Refused
-    from model_server.reconstruct.backends.hull import hull_maps
-    from model_server.reconstruct.backends.refine_maps import network_inputs
-
-    inputs, styles = [], []
-    for style, sketch in sketch_readings(inks, rng, REFINE_VARIANTS):
-        try:
-            hull = hull_maps(sketch.silhouettes, RESOLUTION)
-        except Refused:
-            continue
-        inputs.append(network_inputs(hull, sketch.images).astype(np.float16))
-        styles.append(style)
-    if not inputs:
-        return {}
-    return {"refine_input": np.stack(inputs), "refine_style": np.array(styles, np.int8)}
 
 
 # --- Resuming -----------------------------------------------------------------------------------

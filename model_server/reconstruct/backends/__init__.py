@@ -7,8 +7,9 @@ never know which one ran. ``load(name, weights, device)`` builds one by name:
 - ``round`` (the default): the rounded prior (:mod:`.round`), no learning: each height's cross-section
   of the hull is rounded into the superellipses inscribed in it; ``roundness`` in [0, 1]
   runs from the hull's rectangles (0) to ellipses (1).
-- ``learned``: the hull's maps refined by the trained network (:mod:`.learned`,
-  with the shared inputs and outputs of :mod:`.refine_maps`). Its weights ship in the
+- ``learned``: the round prior rounded, kept boxy or carved by the trained network
+  (:mod:`.learned`, with what it sees and how its answer becomes a solid in
+  :mod:`.learned_field`). Its weights ship in the
   package; ``--weights`` names another checkpoint that ``train`` wrote.
 
 Backends are imported only when loaded: the hull pulls in open3d, the network torch. A

@@ -10,7 +10,8 @@ grid over the canvas cube it answers two things per cell:
 - a carving ``c`` >= 0, added to the field: cavities, holes and the gaps between legs that
   no silhouette shows. It is faded out in parts thinner than ``PROTECT_WIDTH`` (the
   narrower of the front's and side's row intervals there), so the stems, legs and handles
-  a sketch shows are kept.
+  a sketch shows are kept, and near the drawn outlines (the outer ``RIM_FRACTION`` of each
+  row interval, :func:`rim_fade`), so carving never moves them.
 
     f = hull + t (round - hull) + c k,    k = the thickness fade
 
@@ -42,6 +43,9 @@ HALF_CLAMP = 1.0           # row half-widths likewise
 INK_VIEWS = ("front", "side", "top")
 PROTECT_WIDTH = (0.025, 0.05)   # half-widths (world units) from which carving fades in, fully on
 CARVE_SCALE = 0.05         # world units per unit of the carving head's softplus
+UV_CHANNELS = (2, 3)       # where the inputs hold u and v, divided by UV_SCALE
+UV_SCALE = 2.0
+RIM_FRACTION = 0.25        # carving fades out over this outer fraction of every front and side row interval
 SURFACE_WIDTH = 0.02       # world units: the soft step that turns f into an occupancy for training
 
 
@@ -55,6 +59,17 @@ def thickness_fade(half_u: np.ndarray, half_v: np.ndarray) -> np.ndarray:
     (a thin part), 1 from PROTECT_WIDTH[1], linear between."""
     lo, hi = PROTECT_WIDTH
     return np.clip((np.minimum(half_u, half_v) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def rim_fade(u, v):
+    """In [0, 1] from the nodes' places across their front and side row intervals (u, v:
+    -1 and 1 at the drawn outline): 0 on the outlines, 1 from RIM_FRACTION inside them.
+    For numpy arrays or torch tensors alike; applied to the network's carving at the coarse
+    nodes (``FieldNet.forward``), so training and inference carve the same."""
+    inside = 1.0 - abs(u)
+    other = 1.0 - abs(v)
+    nearer = inside * (inside < other) + other * (inside >= other)
+    return (nearer / RIM_FRACTION).clip(0.0, 1.0)
 
 
 def solid(hull, rounded, t, c, fade):
@@ -108,7 +123,7 @@ def network_inputs(field: RoundField, inks: dict[str, np.ndarray]) -> np.ndarray
     coords = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"))
     top = np.full((1, n, n, n), float("top" in inks), np.float32)
     scaled = [np.clip(grids[k], -FIELD_CLAMP, FIELD_CLAMP) / FIELD_CLAMP for k in ("hull", "round")]
-    scaled += [np.clip(grids[k], -2.0, 2.0) / 2.0 for k in ("u", "v")]
+    scaled += [np.clip(grids[k], -UV_SCALE, UV_SCALE) / UV_SCALE for k in ("u", "v")]
     scaled += [np.clip(grids[k], 0.0, HALF_CLAMP) / HALF_CLAMP for k in ("half_u", "half_v")]
     return np.concatenate([np.stack(scaled), lifted_ink(inks, n), top, coords]).astype(np.float32)
 

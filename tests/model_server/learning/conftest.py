@@ -18,7 +18,8 @@ TOY_SHAPES = (("blob", fmt.PROCEDURAL_SOURCE), ("lathe", fmt.PROCEDURAL_SOURCE),
 
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three shapes of random maps and sketches at 32², the last one from a mesh file."""
+    """Three shapes of random maps and sketches at 32², the last one from a mesh file and
+    without the learned backend's inputs (as a shape whose sketches share no volume)."""
     folder = tmp_path_factory.mktemp("toy_data")
     (folder / fmt.SHAPES_FOLDER).mkdir()
     rng = np.random.default_rng(0)
@@ -29,7 +30,12 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         maps = Maps(rng.uniform(-1, 1, (14, TOY_RES, TOY_RES)), normal,
                     (rng.random((14, TOY_RES, TOY_RES)) > 0.5).astype(np.float32))
         inks = rng.random((len(TOY_STYLES), 3, TOY_RES, TOY_RES))
-        fmt.write_npz(folder / entry["file"], fmt.encode(maps, inks, np.zeros((3, 3)), np.zeros((1, 3))))
+        arrays = fmt.encode(maps, inks, np.zeros((3, 3)), np.zeros((1, 3)))
+        if entry["family"] != fmt.MESH_FAMILY:      # the learned backend's inputs: two readings on small grids
+            arrays.update(field_input=rng.random((2, 13, 8, 8, 8)).astype(np.float16),
+                          field_grids=rng.normal(size=(2, 3, 16, 16, 16)).astype(np.float16),
+                          field_style=np.array([0, 1], np.int8), occupancy=np.packbits(rng.random(16 ** 3) > 0.5))
+        fmt.write_npz(folder / entry["file"], arrays)
     fmt.write_index(folder, entries)
     fmt.write_meta(folder, fmt.make_meta(TOY_RES, TOY_STYLES, ("front", "side", "top"), 0, len(entries)))
     return folder

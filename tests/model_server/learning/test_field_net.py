@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_server.learning.networks import FIELD_CONFIG, FieldNet, build_model, parameter_count, terms_of
+from model_server.learning.networks import TERMS, FieldNet, build_model, losses, parameter_count, solid_on_grid
 from model_server.reconstruct.backends import learned_field as lf
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -45,9 +45,9 @@ def test_a_new_network_starts_near_the_round_prior():
 def test_the_solid_at_full_roundness_and_no_carving_is_the_prior():
     b = batch()
     answer = {"t": torch.ones(2, N, N, N), "c": torch.zeros(2, N, N, N)}
-    assert torch.allclose(FieldNet.solid(answer, b["grids"]), b["grids"][:, 1])
+    assert torch.allclose(solid_on_grid(answer, b["grids"]), b["grids"][:, 1])
     answer["t"] = torch.zeros(2, N, N, N)
-    assert torch.allclose(FieldNet.solid(answer, b["grids"]), b["grids"][:, 0])
+    assert torch.allclose(solid_on_grid(answer, b["grids"]), b["grids"][:, 0])
 
 
 def test_the_loss_prefers_the_true_roundness_and_penalises_carving():
@@ -55,28 +55,30 @@ def test_the_loss_prefers_the_true_roundness_and_penalises_carving():
     terms = {}
     for name, t, c in (("prior", 1.0, 0.0), ("hull", 0.0, 0.0), ("carved", 1.0, 0.02)):
         answer = {"t": torch.full((2, N, N, N), t), "c": torch.full((2, N, N, N), c)}
-        terms[name] = FieldNet.losses(answer, b)
-    assert set(terms["prior"]) == set(terms_of(FIELD_CONFIG)) == {"occupancy", "carving"}
+        terms[name] = losses(answer, b)
+    assert tuple(terms["prior"]) == TERMS == ("occupancy", "carving")
     assert terms["prior"]["occupancy"] < terms["hull"]["occupancy"]
     assert terms["carved"]["carving"] > terms["prior"]["carving"] == 0
 
 
 def test_gradients_reach_every_parameter():
     net = FieldNet()
-    terms = FieldNet.losses(net(batch()["input"]), batch())
+    terms = losses(net(batch()["input"]), batch())
     sum(terms.values()).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
 def test_inference_is_deterministic_and_the_design_builds_by_name():
     torch.manual_seed(3)
-    net = build_model({"design": "field"}).eval()
+    net = build_model().eval()
     assert isinstance(net, FieldNet)
     x = batch()["input"]
     with torch.no_grad():
         assert torch.equal(net(x)["t"], net(x)["t"])
     with pytest.raises(ValueError, match="unknown network settings"):
-        build_model({"design": "field", "colour": 1})
+        build_model({"colour": 1})
+    with pytest.raises(ValueError, match="refine network is not this version's"):
+        build_model({"design": "refine"})
 
 
 def test_the_default_network_is_small_enough_to_ship():

@@ -1,4 +1,5 @@
-"""Training batches: samples fixed by (seed, epoch, index), and the sharded sampler that resumes mid-epoch."""
+"""Training batches: samples fixed by (seed, epoch, index), shapes without inputs left out,
+and the sharded sampler that resumes mid-epoch."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from model_server.learning.data.format import read_index, read_meta
-from model_server.learning.loader import ResumableSampler, SketchMaps, to_device
+from model_server.learning.data.format import read_index
+from model_server.learning.loader import FieldSamples, ResumableSampler, to_device
 
 
 def test_sampler_shards_a_shuffled_epoch_and_starts_mid_epoch() -> None:
@@ -25,18 +26,22 @@ def test_sampler_shards_a_shuffled_epoch_and_starts_mid_epoch() -> None:
 
 
 def test_a_sample_depends_only_on_seed_epoch_and_index(toy_data: Path) -> None:
-    meta, entries = read_meta(toy_data), read_index(toy_data)
-    maps = SketchMaps(toy_data, entries, meta, in_views=3, seed=7)
-    sample = maps[1, 4]
+    entries = read_index(toy_data)
+    samples = FieldSamples(toy_data, entries, seed=7)
+    assert len(samples) == 2                       # the third toy shape has no field inputs: left out
+    sample = samples[1, 4]
     assert {k: tuple(v.shape) for k, v in sample.items()} == {
-        "input": (4, 32, 32), "depth": (14, 32, 32), "normal": (14, 3, 32, 32), "mask": (14, 32, 32)}
-    again = SketchMaps(toy_data, entries, meta, in_views=3, seed=7)[1, 4]
+        "input": (13, 8, 8, 8), "grids": (3, 16, 16, 16), "occupancy": (16, 16, 16)}
+    again = FieldSamples(toy_data, entries, seed=7)[1, 4]
     assert all(torch.equal(sample[k], again[k]) for k in sample)
-    inputs = [maps[1, epoch]["input"] for epoch in range(12)]
-    assert {bool(x[3].any()) for x in inputs} == {True, False}          # the top view is sometimes dropped
-    assert all(x[3].any() or not x[2].any() for x in inputs)           # ...and then its image is blank
-    assert len({x[0].sum().item() for x in inputs}) > 1                # styles vary with the epoch
-    assert SketchMaps(toy_data, entries, meta, in_views=2, seed=7)[1, 4]["input"].shape == (2, 32, 32)
+    readings = {samples[1, epoch]["input"][0, 0, 0, 0].item() for epoch in range(12)}
+    assert len(readings) == 2                      # the stored readings vary with the epoch
+    assert set(sample["occupancy"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_entries_may_come_from_several_folders(toy_data: Path, tmp_path: Path) -> None:
+    entries = [{**e, "folder": str(toy_data)} for e in read_index(toy_data)]
+    assert len(FieldSamples(tmp_path, entries, seed=0)) == 2
 
 
 def test_to_device_moves_every_tensor() -> None:
