@@ -1,12 +1,15 @@
-"""Design comparison at an equal training budget: the field around the round prior
-(``FieldNet``, design "field") against per-view refinement of the hull's maps
-(``RefineNet``, design "refine"), beside the two fixed priors (hull, round), on the same
-held-out shapes.
+"""Design comparison at an equal training budget: learned backends' checkpoints beside the
+two fixed priors (hull, round), on the same held-out shapes.
+
+Issue 18 compared the field around the round prior (design "field", shipped) with the first
+generation's per-view refinement of the hull's maps (design "refine", since removed) at
+commit ea53c96, which still ran both: check it out to repeat that run. At HEAD the backend
+loads field checkpoints only; ``--other`` names a second one (another run, another budget).
 
 Usage (from the repository root, in the server environment):
 
     python benchmarks/compare_designs.py --data ~/.cache/sketch2mesh/procedural ~/.cache/sketch2mesh/real \\
-        --field RUN_A.pt --refine RUN_B.pt --hold-out mug,car,characters,lights,bathroom [--per-family 4]
+        --field RUN_A.pt [--other RUN_B.pt] --hold-out mug,car,characters,lights,bathroom [--per-family 4]
         [--meshes ../shared/eval-meshes]
 
 Both checkpoints should come from ``train`` runs given the same CPU time. Every shape is
@@ -73,12 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, nargs="+", required=True)
     parser.add_argument("--field", type=Path, required=True, help="checkpoint of the field design")
-    parser.add_argument("--refine", type=Path, help="checkpoint of the refine design")
+    parser.add_argument("--other", type=Path, help="a second checkpoint to compare with")
     parser.add_argument("--hold-out", required=True, help="the families both runs left out")
     parser.add_argument("--per-family", type=int, default=4)
     parser.add_argument("--meshes", type=Path)
     args = parser.parse_args()
-    designs = {"field": args.field, **({"refine": args.refine} if args.refine else {})}
+    designs = {"field": args.field, **({"other": args.other} if args.other else {})}
     held_out = [f.strip() for f in args.hold_out.split(",") if f.strip()]
     for folder in args.data:
         cases = []

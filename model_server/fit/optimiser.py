@@ -327,6 +327,7 @@ def _anchor_factors(x0: torch.Tensor, faces: torch.Tensor, targets: dict[str, Fi
     """(V,) float32: 1 for vertices within RIM_REACH_PX of the drawn outline or of the
     mesh's own outline in some sketched view, or outside a drawn silhouette (the ones an
     outline is fixed with); FAR_ANCHOR_FACTOR for the rest."""
+    x0 = x0.detach().cpu()
     near = np.zeros(len(x0), bool)
     for name, target in targets.items():
         view, mask = views[name], np.asarray(target.mask, bool)

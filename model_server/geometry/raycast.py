@@ -48,10 +48,11 @@ def grid_occupancy(vertices: np.ndarray, faces: np.ndarray, axis: np.ndarray, ra
     a single-sided sheet counts one crossing. So the inside is found by filling instead:
     the nodes within half a spacing of the surface make a shell that no 6-connected path
     can cross, grown by SEAL_NODES nodes to seal holes up to about twice that many
-    spacings; everything the grid's border cannot reach through it is solid, shrunk back
-    by as many nodes. Shell nodes next to that solid (its boundary) are inside when the
-    rays vote so; shell nodes away from it are sheets (a panel, the walls of a container
-    open wider than the seal) and are kept as a solid one or two nodes thick."""
+    spacings; everything the grid's border cannot reach through it, shrunk back by as many
+    nodes and less the shell, is the interior. Shell nodes next to the interior (its
+    boundary: within two nodes of it, half a spacing of the surface on either side) are inside when the rays
+    vote so, which is exact there; shell nodes away from it are sheets (a panel, the walls
+    of a container open wider than the seal) and are kept as a solid one or two nodes thick."""
     from scipy import ndimage
 
     n = len(axis)
@@ -64,13 +65,13 @@ def grid_occupancy(vertices: np.ndarray, faces: np.ndarray, axis: np.ndarray, ra
     labels, _ = ndimage.label(~sealed)
     border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(), labels[:, :, [0, -1]].ravel()]))
     outside = np.isin(labels, border[border > 0])
-    solid = ndimage.binary_erosion(~outside, iterations=SEAL_NODES, border_value=0)
-    bounding = shell & ndimage.binary_dilation(solid)
+    interior = ndimage.binary_erosion(~outside, iterations=SEAL_NODES, border_value=0) & ~shell
+    bounding = shell & ndimage.binary_dilation(interior, np.ones((3, 3, 3), bool), iterations=2)
     voted = np.zeros(n ** 3, bool)
-    ask = (bounding & ~solid).ravel()
+    ask = bounding.ravel()
     if ask.any():
         voted[ask] = scene.compute_occupancy(o3d.core.Tensor(nodes[ask]), nsamples=rays).numpy() > 0.5
-    return solid | voted.reshape(n, n, n) | (shell & ~bounding)
+    return interior | voted.reshape(n, n, n) | (shell & ~bounding)
 
 
 @lru_cache(maxsize=8)

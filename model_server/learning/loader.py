@@ -17,7 +17,6 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 
-
 class FieldSamples(Dataset):
     """Shapes as the network's inputs and targets.
 
@@ -38,9 +37,6 @@ class FieldSamples(Dataset):
         entry = self.entries[index]
         path = Path(entry.get("folder", self.data_dir)) / entry["file"]
         with np.load(path, allow_pickle=False) as data:
-            if "field_input" not in data.files:
-                raise ValueError(f"shape {entry['id']} has no field inputs; make the dataset with this "
-                                 "version's `dataset` command")
             count = len(data["field_style"])
             variant = int(np.random.default_rng([self.seed, epoch, index]).integers(count))
             x, grids, packed = data["field_input"][variant], data["field_grids"][variant], data["occupancy"]
@@ -53,8 +49,11 @@ class FieldSamples(Dataset):
 def _holds(path: Path, name: str) -> bool:
     """Whether a shape file stores the array ``name`` (a shape whose sketches share no
     volume in any reading has no network inputs, and is left out of training)."""
-    with zipfile.ZipFile(path) as archive:
-        return f"{name}.npy" in archive.namelist()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return f"{name}.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        raise ValueError(f"{path} is not a readable shape file; make the dataset again") from None
 
 
 class ResumableSampler(DistributedSampler):

@@ -145,6 +145,9 @@ def _train(args: argparse.Namespace, entries: dict[str, list[dict]], config: dic
         return FieldSamples(args.data[0], chosen, args.seed)
 
     train_set = split(entries["train"])
+    if not len(train_set):
+        raise ValueError(f"{', '.join(map(str, args.data))} hold no shapes with the network's inputs; make the "
+                         "datasets again with this version's `dataset` command (into new folders)")
     sampler = ResumableSampler(train_set, procs.rank, procs.world, args.seed, args.batch)
     loader = DataLoader(train_set, batch_size=args.batch, sampler=sampler, num_workers=args.workers,
                         pin_memory=device.type == "cuda")

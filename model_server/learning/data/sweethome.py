@@ -10,8 +10,8 @@ archive's ``license`` (``license#i`` overrides it).
 :func:`fetch` downloads and unpacks the package into a cache folder the first time (no
 root needed); :func:`catalog` lists an archive's models; :func:`load` reads one into the
 canonical frame; :func:`attribution` writes the credits the CC-BY licence asks for.
-About 75% of the models are not watertight: :func:`model_server.geometry.raycast.occupancy`
-with many rays is the inside test to use on them.
+About 75% of the models are not watertight: :func:`model_server.geometry.raycast.grid_occupancy`
+is the inside test to use on them (ray votes alone streak outwards from open models).
 """
 
 from __future__ import annotations
@@ -149,10 +149,14 @@ def fetch(cache: Path) -> list[Path]:
     if not sorted(folder.glob("*.sh3f")):
         cache.mkdir(parents=True, exist_ok=True)
         debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
-        if not debs:
-            subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, check=True)
-            debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(cache)], check=True)
+        try:
+            if not debs:
+                subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, check=True)
+                debs = sorted(cache.glob(f"{PACKAGE}_*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(cache)], check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise ValueError(f"could not fetch {PACKAGE} with apt-get download and dpkg-deb into {cache} ({exc}); "
+                             f"on a system without apt, unpack the package's .sh3f files into {folder}") from None
     archives = sorted(folder.glob("*.sh3f"))
     if not archives:
         raise FileNotFoundError(f"{PACKAGE} unpacked into {cache} holds no .sh3f archives")

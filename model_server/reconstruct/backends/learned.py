@@ -31,7 +31,7 @@ class LearnedBackend:
     name = "learned"
     depth_tolerance_px = 2.0      # its maps are exact renderings of one solid, like the priors'
     prune_votes = 1
-    predicted = False             # its outlines are the round prior's (carving spares the rims of thin parts)
+    predicted = False             # its outlines are the round prior's: carving keeps off them (learned_field)
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         import torch

@@ -10,8 +10,9 @@ grid over the canvas cube it answers two things per cell:
 - a carving ``c`` >= 0, added to the field: cavities, holes and the gaps between legs that
   no silhouette shows. It is faded out in parts thinner than ``PROTECT_WIDTH`` (the
   narrower of the front's and side's row intervals there), so the stems, legs and handles
-  a sketch shows are kept, and near the drawn outlines (the outer ``RIM_FRACTION`` of each
-  row interval, :func:`rim_fade`), so carving never moves them.
+  a sketch shows are kept, and over the outer ``RIM_FRACTION`` of each front and side row
+  interval (:func:`rim_fade`), so carving keeps off the drawn outlines' sides. (Along a
+  row, as at the top and bottom of a part, only the thickness fade protects them.)
 
     f = hull + t (round - hull) + c k,    k = the thickness fade
 

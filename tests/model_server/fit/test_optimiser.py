@@ -181,13 +181,14 @@ def test_fit_leaves_torchs_thread_count_and_random_state_alone():
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), state)
 
 
-def test_a_mesh_that_already_matches_its_strokes_is_left_alone(sphere_fit):
-    """The drawing cannot say more: a fit of an already matching mesh moves nothing."""
-    _, faces = icosphere()
-    again = fit_to_strokes(sphere_fit.vertices, faces, ellipse_targets(), iterations=200)
-    if min(again.iou_before.values()) >= fitting.MATCHED_IOU:
-        assert again.already_matched and again.iterations == 0
-        assert np.array_equal(again.vertices, sphere_fit.vertices) and again.iou_after == again.iou_before
+def test_a_mesh_that_already_matches_its_strokes_is_left_alone():
+    """The drawing cannot say more: the very ellipsoid the targets were drawn from is not moved."""
+    vertices, faces = icosphere(3, radius=1.0)
+    truth = vertices * np.array([0.7, 0.4, 0.55], np.float32)
+    again = fit_to_strokes(truth, faces, ellipse_targets(), iterations=200)
+    assert min(again.iou_before.values()) >= fitting.MATCHED_IOU
+    assert again.already_matched and again.iterations == 0 and again.summary()["already_matched"]
+    assert np.array_equal(again.vertices, truth) and again.iou_after == again.iou_before
 
 
 @pytest.mark.slow
