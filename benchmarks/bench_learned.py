@@ -100,17 +100,20 @@ def quality(args: argparse.Namespace) -> list[str]:
             if cases:
                 tables.append(table(f"{data.name}: held-out families (never trained on), {style} sketches",
                                     quality_rows(cases, by_family, args.weights)))
+                print(tables[-1] + "\n", flush=True)
         seen = sorted({e for e in _families(data)} - set(held))
         cases = []
         for family in seen:
             cases += dataset_cases(data, "test", "clean", {family})[:max(1, args.per_family // 2)]
         tables.append(table(f"{data.name}: trained families, test split (shapes never trained on), clean sketches",
                             quality_rows(cases, by_family, args.weights)))
+        print(tables[-1] + "\n", flush=True)
     if args.meshes and args.meshes.is_dir():
         for style in ("clean", "sketchy"):
             cases = mesh_cases(args.meshes, "y", style)
             tables.append(table(f"Real models ({args.meshes.name}), {style} sketches",
                                 quality_rows(cases, lambda row: row["id"], args.weights)))
+            print(tables[-1] + "\n", flush=True)
     return tables
 
 
@@ -221,7 +224,7 @@ def main() -> None:
     if not args.quality_only:
         out += speed(args)
     text = "\n\n".join(out)
-    print(text)
+    print("--- all tables ---\n" + text)
     print(f"\n({time.perf_counter() - started:.0f} s; peak RSS of this process "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     if args.json:

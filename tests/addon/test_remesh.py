@@ -322,7 +322,8 @@ def test_fit_to_strokes_runs_on_the_quad_mesh(served_scene, draw_sketch):
     keys = obj.data.shape_keys.key_blocks
     assert [k.name for k in keys] == ["Basis", mesh_import.FITTED_KEY] and keys[mesh_import.FITTED_KEY].value == 1.0
     assert len(obj.data.polygons) == quads and (_sides(obj.data) == 4).all()
-    assert obj[mesh_import.FIT_PROPERTY]["iterations"] >= 1
+    report = obj[mesh_import.FIT_PROPERTY]           # a mesh that already matches its drawing is left as it is
+    assert report["iterations"] >= 1 or report["already_matched"]
 
 
 def test_headless_remeshes_to_quads(served_scene, draw_sketch, server, tmp_path):

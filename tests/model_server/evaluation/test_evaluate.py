@@ -152,7 +152,8 @@ def test_refine_scores_the_mesh_before_and_after_fitting(tiny_dataset, tmp_path)
                                    "--refine", "3", "--limit", "1", "--report", str(tmp_path / "r.json"))
     hull = report["backends"]["hull"]
     row = hull["shapes"][0]
-    assert row["ok"] and row["fit"]["iterations"] == 3
+    fit = row["fit"]                # a mesh that already matches its drawing is left as it is
+    assert row["ok"] and fit["iterations"] == (0 if fit["already_matched"] else 3)
     assert np.isfinite(row["before_refine"]["chamfer"]) and np.isfinite(hull["means_before_refine"]["chamfer"])
     assert "before refine" in printed
 
