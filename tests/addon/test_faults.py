@@ -385,7 +385,13 @@ def test_undo_and_redo_around_reconstruct_and_fit_keep_valid_data(served_scene, 
     np.testing.assert_array_equal(_co(_checked_mesh(counts, []).data.vertices), basis)
     assert sketch_strokes() == drawn
 
-    bpy.context.view_layer.objects.active = bpy.data.objects["Sketch_mesh"]
+    bpy.context.view_layer.objects.active = obj = bpy.data.objects["Sketch_mesh"]
+    for vertex in obj.data.vertices:             # off the drawing, so the fit has something to fix
+        vertex.co.x *= 0.85                      # (a mesh that already matches is left as it is)
+    obj.data.update()
+    with undo_window():
+        bpy.ops.ed.undo_push(message="squeezed")
+    basis = _co(obj.data.vertices)
     assert _as_from_the_ui(bpy.ops.sketch2mesh.fit_strokes, iterations=5) == {"FINISHED"}
     obj = _checked_mesh(counts, ["Basis", mesh_import.FITTED_KEY])
     keys = obj.data.shape_keys.key_blocks
