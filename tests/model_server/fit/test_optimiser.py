@@ -49,9 +49,10 @@ def ellipse_stroke(a: float, b: float, n: int = 400) -> np.ndarray:
     return np.stack([a * np.cos(t), b * np.sin(t)], 1)
 
 
-def ellipse_target(view_name: str, a: float, b: float, extra_strokes: list[np.ndarray] = ()) -> FitTarget:
+def ellipse_target(view_name: str, a: float, b: float, extra_strokes: list[np.ndarray] = (),
+                   res: int = RES) -> FitTarget:
     view = INPUT_VIEWS[view_name]
-    u, v = plane_grid(view, RES)
+    u, v = plane_grid(view, res)
     mask = (u / a) ** 2 + (v / b) ** 2 <= 1.0
     return FitTarget(mask, outline_points(mask, [ellipse_stroke(a, b)] + list(extra_strokes), view))
 
@@ -212,3 +213,28 @@ def test_fitting_the_outline_does_not_worsen_the_shape_in_3d():
     assert fitted.iou_after["front"] > fitted.iou_before["front"] + 0.02
     assert fitted.iou_after["side"] >= fitted.iou_before["side"] - 0.005
     assert chamfer(fitted.vertices) <= 1.02 * chamfer(squeezed)
+    pixel = INPUT_VIEWS["front"].pixel_size(RES)
+    moved = np.linalg.norm(fitted.vertices - squeezed, axis=1)
+    # no vertex moved farther than the squeeze, the slack and a pixel's rounding
+    assert moved.max() <= 0.08 * 0.7 + (fitting.MOVE_SLACK_PX + 1.5) * pixel
+
+
+def test_a_vertex_may_move_as_far_as_its_outline_is_off():
+    """The reach: the slack where the mesh's outline lies on the drawn one, the squeeze's
+    width plus the slack at the squeezed sides."""
+    import torch
+
+    vertices, faces = icosphere(3, radius=1.0)
+    truth = vertices * np.array([0.7, 0.4, 0.55], np.float32)
+    squeezed = truth * np.array([0.92, 1.0, 1.0], np.float32)
+    res = 256   # fine enough that the 8% squeeze is several pixels
+    targets = {"front": ellipse_target("front", 0.7, 0.55, res=res), "side": ellipse_target("side", 0.4, 0.55, res=res)}
+    views = {name: INPUT_VIEWS[name] for name in targets}
+    pixel = INPUT_VIEWS["front"].pixel_size(res)
+    _, reach = fitting._anchors_and_reach(torch.as_tensor(truth), torch.as_tensor(faces, dtype=torch.int64), targets,
+                                          views)
+    assert reach.max() <= (fitting.MOVE_SLACK_PX + 1.5) * pixel
+    _, reach = fitting._anchors_and_reach(torch.as_tensor(squeezed), torch.as_tensor(faces, dtype=torch.int64),
+                                          targets, views)
+    sides = np.abs(squeezed[:, 0]) > 0.6
+    assert reach[sides].min() >= 0.08 * 0.7 * 0.8 and reach[sides].max() <= 0.08 * 0.7 + 2.5 * pixel
