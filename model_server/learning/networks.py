@@ -32,10 +32,12 @@ CONFIG: dict[str, Any] = {
     "width": 16,           # channels at full resolution, doubling per level up to 4x
     "depth": 3,            # levels below full resolution (32 -> 4 nodes per axis)
 }
-TERMS = ("occupancy", "carving")   # the training terms, in their log order
+TERMS = ("occupancy", "carving", "roundness")   # the training terms, in their log order
 ROUNDNESS_START = 2.0     # the roundness head starts at sigmoid(2) = 0.88: close to the round prior
 CARVE_START = -4.0        # ... and the carving head at softplus(-4) = 0.018 of CARVE_SCALE: almost none
 CARVE_WEIGHT = 0.2       # L1 on carving (per 0.01 world units), so the network carves only where the truth is empty
+ROUND_WEIGHT = 0.5       # L1 on boxiness (1 - t) inside the hull: on kinds it never saw the round prior is the
+                         # safest guess, so the network leaves it only where its training shapes agree
 
 
 def complete_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -105,11 +107,16 @@ class FieldNet(nn.Module):
         return {"t": torch.sigmoid(out[:, 0]), "c": CARVE_SCALE * F.softplus(out[:, 1]) * rim_fade(u, v)}
 
 
+def answers_on_grid(pred: dict[str, torch.Tensor], size: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """The answers t and c (each (B, N, N, N)) read trilinearly between the coarse nodes at the training grid's."""
+    return tuple(F.interpolate(pred[k][:, None], size=size, mode="trilinear", align_corners=True)[:, 0]
+                 for k in ("t", "c"))
+
+
 def solid_on_grid(pred: dict[str, torch.Tensor], grids: torch.Tensor) -> torch.Tensor:
     """The solid's field (B, N, N, N) on the training grid: the answers read trilinearly
     between the coarse nodes, applied to the grids' hull, round prior and thickness fade."""
-    size = grids.shape[-3:]
-    t, c = (F.interpolate(pred[k][:, None], size=size, mode="trilinear", align_corners=True)[:, 0] for k in ("t", "c"))
+    t, c = answers_on_grid(pred, grids.shape[-3:])
     return solid(grids[:, 0], grids[:, 1], t, c, grids[:, 2])
 
 
@@ -126,12 +133,17 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor
 def losses(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The training terms (TERMS): the balanced cross-entropy of the solid's soft occupancy
     (a step SURFACE_WIDTH wide) against the truth's, over the nodes in or near the hull
-    (outside it nothing is predicted), and the L1 carving penalty."""
+    (outside it nothing is predicted), the L1 carving penalty, and the L1 boxiness penalty
+    where roundness changes the solid (inside the hull, where the prior lies deeper)."""
     grids = batch["grids"].float()
-    f = solid_on_grid(pred, grids)
+    t, c = answers_on_grid(pred, grids.shape[-3:])
+    f = solid(grids[:, 0], grids[:, 1], t, c, grids[:, 2])
     near = grids[:, 0] < 2.0 * SURFACE_WIDTH
     occupancy = balanced_bce(-f / SURFACE_WIDTH, batch["occupancy"].float(), near)
-    return {"occupancy": occupancy, "carving": CARVE_WEIGHT * pred["c"].mean() / 0.01}
+    rounds = ((grids[:, 0] < 0) & (grids[:, 1] - grids[:, 0] > 0.1 * SURFACE_WIDTH)).float()
+    boxiness = ((1.0 - t) * rounds).sum() / rounds.sum().clamp_min(1.0)
+    return {"occupancy": occupancy, "carving": CARVE_WEIGHT * pred["c"].mean() / 0.01,
+            "roundness": ROUND_WEIGHT * boxiness}
 
 
 def build_model(config: dict[str, Any] | None = None) -> FieldNet:

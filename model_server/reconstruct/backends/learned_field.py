@@ -11,8 +11,10 @@ grid over the canvas cube it answers two things per cell:
   no silhouette shows. It is faded out in parts thinner than ``PROTECT_WIDTH`` (the
   narrower of the front's and side's row intervals there), so the stems, legs and handles
   a sketch shows are kept, and over the outer ``RIM_FRACTION`` of each front and side row
-  interval (:func:`rim_fade`), so carving keeps off the drawn outlines' sides. (Along a
-  row, as at the top and bottom of a part, only the thickness fade protects them.)
+  interval (:func:`rim_fade`), so carving keeps off the drawn outlines' sides. Where it
+  still empties a front or side silhouette pixel (the top of a part thin only in height,
+  like a table's top), it is switched off along that pixel's line of sight
+  (``LearnedField._keep_outlines``).
 
     f = hull + t (round - hull) + c k,    k = the thickness fade
 
@@ -164,7 +166,13 @@ class LearnedField(RoundField):
         self.answer(np.ones((COARSE,) * 3), np.zeros((COARSE,) * 3))
 
     def answer(self, t: np.ndarray, c: np.ndarray) -> None:
-        """Take the network's roundness ``t`` and carving ``c`` (n^3 grids over the canvas cube)."""
+        """Take the network's roundness ``t`` and carving ``c`` (n^3 grids over the canvas
+        cube), with the carving switched off wherever it would erase a drawn outline."""
+        self._take(t, c)
+        if np.any(self.c > 0):
+            self._keep_outlines()
+
+    def _take(self, t: np.ndarray, c: np.ndarray) -> None:
         t, c = np.asarray(t, np.float64), np.asarray(c, np.float64)
         self.n = t.shape[0]
         spacing = 2.0 * CANVAS_EXTENT / (self.n - 1)
@@ -205,10 +213,47 @@ class LearnedField(RoundField):
 
     def grid(self, n: int, lo: float, hi: float) -> np.ndarray:
         """f sampled on an n^3 grid over [lo, hi]^3, indexed [x, y, z]."""
+        return self._solid_on(*self._priors_on(n, lo, hi), n, lo, hi)
+
+    def _priors_on(self, n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The hull's field, the round prior's and the thickness fade on an n^3 grid over [lo, hi]^3."""
         hull, rounded = self.grids(n, lo, hi)
         axis = np.linspace(lo, hi, n)
         (_, half_u), (_, half_v) = self.front.on_grid(axis), self.side.on_grid(axis)
-        fade = thickness_fade(half_u, half_v)
-        weights = _linear_weights(_node_position(axis, self.n), self.n).astype(np.float32)
+        return hull, rounded, thickness_fade(half_u, half_v)
+
+    def _solid_on(self, hull: np.ndarray, rounded: np.ndarray, fade: np.ndarray, n: int, lo: float,
+                  hi: float) -> np.ndarray:
+        """f on that grid, from the priors there and the answers read between the nodes."""
+        weights = _linear_weights(_node_position(np.linspace(lo, hi, n), self.n), self.n).astype(np.float32)
         t, c = (np.einsum("ai,bj,ck,ijk->abc", weights, weights, weights, a, optimize=True) for a in (self.t, self.c))
         return solid(hull, rounded, t, c, fade).astype(np.float32)
+
+    def _keep_outlines(self) -> None:
+        """Where the carving has emptied a front or side silhouette pixel (of the FINE
+        grid), switch it off around the deepest point of the uncarved solid along that
+        pixel's line of sight, which fills the pixel again and leaves the carving elsewhere
+        on the line. The rim and thickness fades keep carving off the outlines' sides and
+        off thin parts, but not off the top and bottom of a part thin only in height (a
+        table's top); this does, for any shape."""
+        lo, hi = -CANVAS_EXTENT, CANVAS_EXTENT
+        hull, rounded, fade = self._priors_on(FINE, lo, hi)
+        drawn = [(hull < 0).any(axis=k) for k in (1, 0)]          # front (x, z), side (y, z)
+        near = (np.abs(grid_axis(self.n)[:, None] - grid_axis(FINE)[None, :])
+                < 2.0 * CANVAS_EXTENT / (self.n - 1)).astype(np.float32)
+        base = self._solid_on(hull, rounded, np.zeros_like(fade), FINE, lo, hi)   # the solid before carving
+        c = self.c.astype(np.float64)
+        for _ in range(3):
+            inside = self._solid_on(hull, rounded, fade, FINE, lo, hi) < 0
+            emptied = [d & ~inside.any(axis=k) for d, k in zip(drawn, (1, 0))]
+            if not any(e.any() for e in emptied):
+                return
+            keep = np.zeros(base.shape, np.float32)
+            x, z = np.nonzero(emptied[0])
+            keep[x, base[x, :, z].argmin(axis=1), z] = 1.0
+            y, z = np.nonzero(emptied[1])
+            keep[base[:, y, z].argmin(axis=0), y, z] = 1.0
+            around = np.einsum("ai,bj,ck,ijk->abc", near, near, near, ndimage.maximum_filter(keep, size=3),
+                               optimize=True) > 0
+            c[around] = 0.0
+            self._take(self.t, c)

@@ -50,15 +50,16 @@ def test_the_solid_at_full_roundness_and_no_carving_is_the_prior():
     assert torch.allclose(solid_on_grid(answer, b["grids"]), b["grids"][:, 0])
 
 
-def test_the_loss_prefers_the_true_roundness_and_penalises_carving():
+def test_the_loss_prefers_the_true_roundness_and_penalises_carving_and_boxiness():
     b = batch()
     terms = {}
     for name, t, c in (("prior", 1.0, 0.0), ("hull", 0.0, 0.0), ("carved", 1.0, 0.02)):
         answer = {"t": torch.full((2, N, N, N), t), "c": torch.full((2, N, N, N), c)}
         terms[name] = losses(answer, b)
-    assert tuple(terms["prior"]) == TERMS == ("occupancy", "carving")
+    assert tuple(terms["prior"]) == TERMS == ("occupancy", "carving", "roundness")
     assert terms["prior"]["occupancy"] < terms["hull"]["occupancy"]
     assert terms["carved"]["carving"] > terms["prior"]["carving"] == 0
+    assert terms["hull"]["roundness"] > terms["prior"]["roundness"] == 0
 
 
 def test_gradients_reach_every_parameter():

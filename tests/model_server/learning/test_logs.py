@@ -16,26 +16,28 @@ def rows(path: Path) -> list[list[str]]:
 
 
 def step_row(step: int) -> list[float]:
-    return [step, 0, 1.0 / step + 0.01, 1.0 / step, 0.01, 2e-4, 0.5]
+    return [step, 0, 1.0 / step + 0.02, 1.0 / step, 0.01, 0.01, 2e-4, 0.5]
 
 
 def test_csv_files_start_from_the_history_and_grow_by_row(tmp_path: Path) -> None:
     (tmp_path / "losses.csv").write_text("rows an interrupted run wrote after its checkpoint\n")
-    log = TrainingLog(tmp_path, [step_row(1), step_row(2)], [[2, 0.61, 0.6, 0.01]])
+    log = TrainingLog(tmp_path, [step_row(1), step_row(2)], [[2, 0.62, 0.6, 0.01, 0.01]])
     log.log(step_row(4))
-    log.log_val([4, 0.51, 0.5, 0.01])
+    log.log_val([4, 0.52, 0.5, 0.01, 0.01])
     log.close()
     losses = rows(tmp_path / "losses.csv")
-    assert losses[0] == list(COLUMNS) == ["step", "epoch", "loss", "occupancy", "carving", "lr", "seconds"]
-    assert [r[0] for r in losses[1:]] == ["1", "2", "4"] and losses[3] == ["4", "0", "0.26", "0.25", "0.01", "0.0002", "0.5"]
-    assert rows(tmp_path / "val.csv") == [list(VAL_COLUMNS), ["2", "0.61", "0.6", "0.01"], ["4", "0.51", "0.5", "0.01"]]
+    assert losses[0] == list(COLUMNS) == ["step", "epoch", "loss", "occupancy", "carving", "roundness", "lr",
+                                                     "seconds"]
+    assert [r[0] for r in losses[1:]] == ["1", "2", "4"] and losses[3] == ["4", "0", "0.27", "0.25", "0.01", "0.01", "0.0002", "0.5"]
+    assert rows(tmp_path / "val.csv") == [list(VAL_COLUMNS), ["2", "0.62", "0.6", "0.01", "0.01"],
+                                            ["4", "0.52", "0.5", "0.01", "0.01"]]
     assert len(log.history) == 3 and len(log.val_history) == 2
 
 
 def test_curves_and_previews_are_drawn(tmp_path: Path) -> None:
     from PIL import Image
 
-    log = TrainingLog(tmp_path, [step_row(s) for s in range(1, 120)], [[60, 0.5, 0.49, 0.01]])
+    log = TrainingLog(tmp_path, [step_row(s) for s in range(1, 120)], [[60, 0.51, 0.49, 0.01, 0.01]])
     log.plot()
     log.close()
     assert (tmp_path / "loss_curves.png").stat().st_size > 0

@@ -16,6 +16,7 @@ import torch
 from model_server.learning import checkpoint as ckpt
 from model_server.learning import train
 from model_server.learning.data.shapes import FAMILIES
+from model_server.learning.logs import COLUMNS
 
 TOY = ["--batch", "4", "--width", "4", "--workers", "0", "--device", "cpu"]
 
@@ -56,7 +57,8 @@ def test_loss_falls_on_a_tiny_set_and_everything_is_logged(data: Path, tmp_path:
     assert sorted(p.name for p in (tmp_path / "run_logs" / "previews").iterdir()) == \
         ["step_0000015.png", "step_0000030.png"]
     state = ckpt.load_checkpoint(out)
-    assert state["step"] == 30 and state["config"]["width"] == 8 and state["history"]["rows"].shape == (30, 7)
+    assert state["step"] == 30 and state["config"]["width"] == 8
+    assert state["history"]["rows"].shape == (30, len(COLUMNS))
 
 
 def test_resume_reproduces_the_uninterrupted_run(data: Path, tmp_path: Path) -> None:

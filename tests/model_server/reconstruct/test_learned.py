@@ -121,8 +121,6 @@ def test_shipped_weights_beat_the_hull_on_the_bundled_dog(dog_chamfers):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 18 is open: the shipped weights are still behind the round prior "
-                                       "(0.0252 against 0.0238 on the dog); strict, so it fails once they are not")
 def test_shipped_weights_beat_the_round_prior_on_the_bundled_dog(dog_chamfers):
     assert dog_chamfers["learned"] < dog_chamfers["round"], dog_chamfers
 
