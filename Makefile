@@ -81,7 +81,7 @@ WORK ?= $(HOME)/.cache/sketch2mesh
 HOLD_OUT ?= mug,car,characters,lights,bathroom
 PROCEDURAL ?= 720
 STEPS ?= 3400
-FINAL_STEPS ?= 5100
+FINAL_STEPS ?= 5700
 TRAIN = $(SERVER_PY) -m model_server train --data $(WORK)/procedural $(WORK)/real \
 	--out $(WORK)/runs/field.pt --hold-out $(HOLD_OUT) --batch 8 --workers 0 --checkpoint-every 100
 weights: .venv/.ready

@@ -36,7 +36,7 @@ TERMS = ("occupancy", "carving", "roundness")   # the training terms, in their l
 ROUNDNESS_START = 2.0     # the roundness head starts at sigmoid(2) = 0.88: close to the round prior
 CARVE_START = -4.0        # ... and the carving head at softplus(-4) = 0.018 of CARVE_SCALE: almost none
 CARVE_WEIGHT = 0.2       # L1 on carving (per 0.01 world units), so the network carves only where the truth is empty
-ROUND_WEIGHT = 0.5       # L1 on boxiness (1 - t) inside the hull: on kinds it never saw the round prior is the
+ROUND_WEIGHT = 1.0       # L1 on boxiness (1 - t) inside the hull: on kinds it never saw the round prior is the
                          # safest guess, so the network leaves it only where its training shapes agree
 
 
