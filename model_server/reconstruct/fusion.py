@@ -190,9 +190,10 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
 
     The main component is the largest well-supported one. Others stay too unless their
     median density is low (Poisson extrapolated them), they are specks (see
-    MIN_COMPONENT_FRACTION) or open (cut by the Poisson octree's bounding box). Keeping
-    them matters where Poisson pinched a thin part off: the base under a lamp's stem is
-    a component of its own and must not be dropped. The components of one Poisson
+    MIN_COMPONENT_FRACTION) or open (cut by the Poisson octree's bounding box; sheets
+    that merely touch do not make a component open). Keeping them matters where Poisson
+    pinched a thin part off: the base under a lamp's stem is a component of its own and
+    must not be dropped. The components of one Poisson
     surface do not cross, so the union of closed ones is still watertight.
     Where two sheets touch (an edge of four faces, a vertex of two fans: marching cubes
     leaves these where parts of the surface come within a cell of each other), each sheet
@@ -208,7 +209,8 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
         supported = support >= LOW_DENSITY_COMPONENT * median
         main = int(np.argmax(np.where(supported, sizes, -1) if supported.any() else sizes))
         keep = supported & (sizes >= MIN_COMPONENT_FRACTION * sizes[main])
-        keep = np.array([k == main or (keep[k] and closed_and_oriented(faces[labels == k])) for k in range(len(sizes))])
+        vertices = np.asarray(mesh.vertices)
+        keep = np.array([k == main or (keep[k] and _closed(vertices, faces[labels == k])) for k in range(len(sizes))])
         mesh.remove_triangles_by_mask(~keep[labels])
         mesh.remove_unreferenced_vertices()
     if not (mesh.is_edge_manifold(allow_boundary_edges=False) and mesh.is_vertex_manifold()):
@@ -231,6 +233,12 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
                 faces = faces[:, ::-1]
             return vertices.astype(np.float32), np.ascontiguousarray(faces, np.int32)
     raise NotClosed(BAD_INPUT, NOT_CLOSED)
+
+
+def _closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """Whether a component is closed, once any sheets of it that touch (along an edge of
+    four faces, at a vertex of two fans) are split apart, as the whole mesh is afterwards."""
+    return closed_and_oriented(faces) or closed_and_oriented(split_touching_sheets(vertices, faces)[1])
 
 
 def laplacian_step(vertices: np.ndarray, faces: np.ndarray, weight: float = 0.5) -> np.ndarray:

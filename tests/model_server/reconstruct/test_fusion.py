@@ -129,6 +129,20 @@ def test_trim_keeps_every_well_supported_component():
     assert vertices[:, 0].max() < 0.6 and vertices[:, 2].max() < 0.6   # the speck and the open piece go
 
 
+def test_trim_keeps_a_component_whose_sheets_touch():
+    """A base of two blocks that meet along an edge (four faces share it, as marching cubes
+    leaves where parts come within a cell): closed once the sheets are split, so it stays."""
+    main = o3d.geometry.TriangleMesh.create_sphere(0.5, 10)
+    blocks = [o3d.geometry.TriangleMesh.create_box(0.2, 0.2, 0.2).translate(origin)
+              for origin in ((-0.2, -0.2, -1.0), (0.0, 0.0, -1.0))]
+    base = (blocks[0] + blocks[1]).merge_close_vertices(1e-9)
+    assert not closed_and_oriented(np.asarray(base.triangles))
+    mesh = main + base
+    vertices, faces = fusion.trim_and_clean(mesh, np.ones(len(mesh.vertices)), 100_000, relax=False)
+    assert closed_and_oriented(faces)
+    assert vertices[:, 2].min() < -0.95    # the base stays
+
+
 def _lamp(polygon, stem: float) -> dict[str, list[np.ndarray]]:
     """A lathe lamp's outline, the same in front and side: a flat base, a stem ``stem`` wide and a shade."""
     h = 0.5 * stem
