@@ -26,10 +26,12 @@ Two regularisers keep the rest of the shape: an anchor pulling each vertex towar
 (stronger along any direction no sketched view sees, i.e. unconstrained depth, and much
 stronger for vertices that lie far from every outline, the drawn one's and the mesh's own,
 in every sketched view: an outline is fixed by moving the rim, not the whole surface), and
-a penalty on faces whose normal turns by more than 90 degrees. And no vertex moves
-farther than the drawn outline is off the mesh's own where it projects (plus
-``MOVE_SLACK_PX``): fixing a one-pixel outline must not carry the whole surface a pixel
-outwards, however the smoothing spreads the step. Only outline strokes count: points
+a penalty on faces whose normal turns by more than 90 degrees. And when the mesh already
+matches every view to ``NEAR_MATCH_IOU``, no vertex moves farther than the drawn outline
+is off the mesh's own where it projects (plus ``MOVE_SLACK_PX``): fixing a one-pixel
+outline must not carry the whole surface a pixel outwards, however the smoothing spreads
+the step. (A mesh far from its drawing, a ball fitted to a box, must change shape, and the
+nearest outline is no measure of how far its vertices have to go.) Only outline strokes count: points
 farther than a couple of pixels from the filled silhouette's edge (creases, suggestive
 contours) are dropped, so interior strokes can never drag the outline.
 """
@@ -64,7 +66,8 @@ RIM_TOLERANCE_PX = 2.0      # rim points farther than this from the rendered edg
 MATCHED_IOU = 0.98          # a view whose silhouette matches this well is as close as its drawing can tell
 RIM_REACH_PX = 6.0          # vertices this close to an outline (drawn or the mesh's) in some view move freely ...
 FAR_ANCHOR_FACTOR = 50.0    # ... the others' anchor is this much stiffer
-MOVE_SLACK_PX = 0.0         # a vertex moves at most this much farther than its outline is off
+NEAR_MATCH_IOU = 0.9        # a mesh whose every sketched view matches this well is only nudged: ...
+MOVE_SLACK_PX = 0.0         # ... a vertex moves at most this much farther than its outline is off
                             # (_anchors_and_reach); on the cow after the learned backend, 200
                             # iterations: slack 1.5 px -> Chamfer x1.12, 0.5 -> x1.07, 0 -> x1.05
 EARLY_STOP_TOLERANCE = 2e-3   # stop once the best loss fell by less than this ...
@@ -160,7 +163,8 @@ def fit_to_strokes(vertices: np.ndarray, faces: np.ndarray, targets: dict[str, F
                          iou_after=dict(before), flipped_faces=0, stopped_early=True, cancelled=False, iterations=0,
                          seconds=time.perf_counter() - start_time, weights=asdict(weights), already_matched=True)
     with _deterministic(torch.device(device)):
-        problem = _Problem(vertices, faces, targets, views, weights, torch.device(device))
+        nudge = all(iou >= NEAR_MATCH_IOU for iou in before.values())
+        problem = _Problem(vertices, faces, targets, views, weights, torch.device(device), nudge)
         best, log, stopped_early, cancelled = problem.optimise(iterations, progress)
     fitted = best.astype(np.float32)
     return FitResult(
@@ -208,7 +212,7 @@ def overlay_png(path, target_mask: np.ndarray, fitted_silhouette: np.ndarray, st
 class _Problem:
     """The fixed data of one fit (mesh topology, targets, solver) and its loss."""
 
-    def __init__(self, vertices, faces, targets, views, weights, device):
+    def __init__(self, vertices, faces, targets, views, weights, device, nudge: bool):
         self.device, self.weights, self.views = device, weights, views
         self.x0 = torch.as_tensor(np.asarray(vertices, np.float32), device=device)
         self.faces = torch.as_tensor(np.asarray(faces, np.int64), device=device)
@@ -229,7 +233,7 @@ class _Problem:
         self.anchor_metric = _anchor_metric(list(views.values()), weights, device)
         factor, reach = _anchors_and_reach(self.x0, self.faces, targets, views)
         self.anchor_factor = torch.as_tensor(factor, device=device)
-        self.reach = torch.as_tensor(reach, device=device)
+        self.reach = torch.as_tensor(reach, device=device) if nudge else None
 
     def optimise(self, iterations: int, progress: FitProgress | None):
         u = (self.system @ self.x0).clone().requires_grad_(True)
@@ -268,7 +272,10 @@ class _Problem:
 
     def within_reach(self, x: torch.Tensor) -> torch.Tensor:
         """x with every vertex's displacement shortened to its reach (the scale is held
-        constant for the gradient, so a capped vertex still feels the loss's pull)."""
+        constant for the gradient, so a capped vertex still feels the loss's pull); x itself
+        when the mesh is far from its drawing and must change shape."""
+        if self.reach is None:
+            return x
         displacement = x - self.x0
         length = displacement.detach().norm(dim=1, keepdim=True)
         scale = (self.reach[:, None] / length.clamp_min(1e-12)).clamp(max=1.0)

@@ -213,6 +213,7 @@ def test_fitting_the_outline_does_not_worsen_the_shape_in_3d():
     assert fitted.iou_after["front"] > fitted.iou_before["front"] + 0.02
     assert fitted.iou_after["side"] >= fitted.iou_before["side"] - 0.005
     assert chamfer(fitted.vertices) <= 1.02 * chamfer(squeezed)
+    assert min(fitted.iou_before.values()) >= fitting.NEAR_MATCH_IOU   # so it was only nudged
     pixel = INPUT_VIEWS["front"].pixel_size(RES)
     moved = np.linalg.norm(fitted.vertices - squeezed, axis=1)
     # no vertex moved farther than the squeeze, the slack and a pixel's rounding
