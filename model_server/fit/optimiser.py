@@ -31,9 +31,9 @@ matches every view to ``NEAR_MATCH_IOU``, no vertex moves farther than the drawn
 is off the mesh's own where it projects (plus ``MOVE_SLACK_PX``): fixing a one-pixel
 outline must not carry the whole surface a pixel outwards, however the smoothing spreads
 the step. (A mesh far from its drawing, a ball fitted to a box, must change shape, and the
-nearest outline is no measure of how far its vertices have to go.) Only outline strokes count: points
-farther than a couple of pixels from the filled silhouette's edge (creases, suggestive
-contours) are dropped, so interior strokes can never drag the outline.
+nearest outline is no measure of how far its vertices have to go.) Only outline strokes
+count: points farther than a couple of pixels from the filled silhouette's edge (creases,
+suggestive contours) are dropped, so interior strokes can never drag the outline.
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def _anchor_metric(views: list[View], weights: FitWeights, device) -> torch.Tens
 
 
 def _anchors_and_reach(x0: torch.Tensor, faces: torch.Tensor, targets: dict[str, FitTarget],
-                    views: dict[str, View]) -> tuple[np.ndarray, np.ndarray]:
+                       views: dict[str, View]) -> tuple[np.ndarray, np.ndarray]:
     """Per vertex (V,) float32 each, from where it projects in the sketched views:
 
     - the anchor factor: 1 for vertices within RIM_REACH_PX of the drawn outline or of

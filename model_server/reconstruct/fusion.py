@@ -193,8 +193,8 @@ def trim_and_clean(mesh: o3d.geometry.TriangleMesh, density: np.ndarray, max_fac
     MIN_COMPONENT_FRACTION) or open (cut by the Poisson octree's bounding box; sheets
     that merely touch do not make a component open). Keeping them matters where Poisson
     pinched a thin part off: the base under a lamp's stem is a component of its own and
-    must not be dropped. The components of one Poisson
-    surface do not cross, so the union of closed ones is still watertight.
+    must not be dropped. The components of one Poisson surface do not cross, so the union
+    of closed ones is still watertight.
     Where two sheets touch (an edge of four faces, a vertex of two fans: marching cubes
     leaves these where parts of the surface come within a cell of each other), each sheet
     gets its own copy of the shared vertices (:func:`split_touching_sheets`).

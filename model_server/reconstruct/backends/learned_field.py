@@ -13,8 +13,8 @@ grid over the canvas cube it answers two things per cell:
   a sketch shows are kept, and over the outer ``RIM_FRACTION`` of each front and side row
   interval (:func:`rim_fade`), so carving keeps off the drawn outlines' sides. Where it
   still empties a front or side silhouette pixel (the top of a part thin only in height,
-  like a table's top), it is switched off along that pixel's line of sight
-  (``LearnedField._keep_outlines``).
+  like a table's top), it is switched off around the deepest point of that pixel's line
+  of sight (``LearnedField._keep_outlines``).
 
     f = hull + t (round - hull) + c k,    k = the thickness fade
 
