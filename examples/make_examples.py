@@ -2,7 +2,7 @@
 
 Each example is a mesh put in the project frame (Z up, bounding box centred on
 the origin, largest extent 1.7) and drawn orthographically in the three input
-views of CONTRACT.md.  The drawing is the silhouette outline plus the interior
+views of docs/INTERFACE.md.  The drawing is the silhouette outline plus the interior
 lines where the depth jumps (one part of the object in front of another).
 
 Per object this writes ``<out>/<name>/front.png``, ``side.png``, ``top.png``

@@ -103,9 +103,11 @@ def consistent(points: np.ndarray, source: np.ndarray, maps: Maps, views: tuple[
     """Bool (N,): points fewer than ``votes`` other views contradict, by their mask or their
     depth (more than ``depth_tolerance_px`` in front of the surface they see).
 
-    Exact maps (the hull's) prune on one contradiction. Predicted maps disagree by a few
-    pixels along every outline, so one view's say would discard most of their points;
-    they need two views to agree that a point is not on the object."""
+    Every shipped backend renders its 14 maps from one solid, so the maps agree and one
+    contradicting view is enough (``votes=1``, each backend's ``prune_votes``). A backend
+    whose maps are predicted view by view disagrees by a few pixels along every outline;
+    it sets ``prune_votes`` higher, so that a point is dropped only when that many views
+    agree it is not on the object."""
     res = maps.resolution
     against = np.zeros(len(points), np.int32)
     size = 2 * MASK_TOLERANCE_PX + 1
@@ -345,9 +347,9 @@ def fuse(maps: Maps, detail: str = "medium", depth_tolerance_px: float = DEPTH_T
     """Maps of the 14 views -> a watertight, outward mesh, the attempt that closed it and its timings.
 
     ``depth_tolerance_px`` and ``prune_votes`` say how much the pruning trusts the views
-    (see :func:`consistent`): exact maps (the hull's) take the defaults, predicted ones
-    a wider tolerance and two contradicting views. Raises NotClosed when no attempt
-    (see ATTEMPTS) gave a closed surface."""
+    (see :func:`consistent`); each backend sets them, and the shipped ones prune on one
+    contradicting view. Raises NotClosed when no attempt (see ATTEMPTS) gave a closed
+    surface."""
     settings = DETAILS[detail]
     start = time.perf_counter()
     points, normals, source = oriented_points(maps, spacing=settings.voxel_size / THIN_REFINEMENT)

@@ -1,7 +1,8 @@
 """PNG sketches -> ink images at the network resolution.
 
-A sketch image is dark strokes on a light, square canvas of any size (see CONTRACT.md);
-it becomes the same float32 (res, res) ink image in [0, 1] that rasterised strokes give.
+A sketch image is dark strokes on a light, square canvas of any size (see
+docs/INTERFACE.md, "PNG sketches"); it becomes the same float32 (res, res) ink image
+in [0, 1] that rasterised strokes give.
 """
 
 from __future__ import annotations
