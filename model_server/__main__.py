@@ -1,7 +1,7 @@
 """Command line of the model server: serve the add-on, reconstruct PNG sketches, make data, train, evaluate.
 
-See CONTRACT.md for ``serve`` and ``reconstruct``; bad input exits non-zero with one line on stderr.
-With ``server.py`` this is the service edge: the one place besides the socket that knows
+See docs/INTERFACE.md for ``serve`` and ``reconstruct``; bad input exits non-zero with one line on stderr.
+With ``service/`` (the socket server) this is the service edge: the one place besides the socket that knows
 the wire protocol's names and turns the core's refusals into messages.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
-from model_server.device import DEVICES, resolve_device
+from model_server.device import DEVICES, resolve_device, use_cpu_threads
 from model_server.errors import Refused
 from model_server.reconstruct.backends import DEFAULT_BACKEND, DEFAULT_ROUNDNESS
-from model_server.server_limits import Limits
+from model_server.service.limits import Limits
 
 WEIGHTS_HELP = ("checkpoint (from `train`) or exported weights (from `export-weights`) for the learned backend "
                 "(default: the weights shipped with the server)")
@@ -90,10 +90,11 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 def run_serve(args: argparse.Namespace) -> None:
-    from model_server.server import serve
+    from model_server.reconstruct.backends.learned import weights_file
+    from model_server.service.server import serve
 
-    if args.weights is not None and not args.weights.is_file():
-        raise ValueError(f"weights file {args.weights} does not exist")
+    if args.weights is not None:
+        weights_file(args.weights)
     max_frame = args.max_frame_mb * 2**20
     limits = Limits(max_frame=max_frame, max_strokes=args.max_strokes, max_fit_faces=args.max_fit_faces,
                     max_connections=args.max_connections, max_queued_jobs=args.max_queued_jobs,
@@ -117,16 +118,16 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     inks = {name: load_png_sketch(path) for name, path in views.items()}
     # Only Fit to strokes and the network run on torch: the hull path stays on the CPU
     # without importing torch (1.3 s) just to ask whether a GPU is there.
-    needs_torch = args.refine > 0 or args.backend == "learned" or args.device != "auto"
-    device = resolve_device(args.device) if needs_torch else "cpu"
+    runs_torch = args.refine > 0 or args.backend == "learned"
+    device = resolve_device(args.device) if runs_torch or args.device != "auto" else "cpu"
+    if runs_torch:
+        use_cpu_threads(device)     # once, before the job (never per fit)
     result = pipeline.reconstruct_images(inks, backend=args.backend, detail=args.detail, device=device, refine=args.refine,
                                          weights=args.weights, roundness=args.roundness,
                                          progress=lambda message, fraction: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
     mesh_io.write_mesh(args.out, result.vertices, result.faces)
     timings = dict(result.timings, total=time.perf_counter() - started)
-    report = {"backend": result.backend, "device": result.device, "vertices": int(len(result.vertices)),
-              "faces": int(len(result.faces)), "timings_s": timings, "notes": list(result.notes), "fusion": result.fusion} | (
-                  {"fit": result.fit} if result.fit else {})
+    report = result.summary() | {"timings_s": timings}
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=2))

@@ -3,7 +3,7 @@
 Reading sketches, predicting, fusing and fitting raise :class:`Refused` when the input
 cannot make a mesh (``bad_input``), an option is wrong (``bad_request``) or something
 the job needs is missing (``unavailable``). The core knows nothing of the wire: the
-service edge (``server.py``, ``__main__.py``) turns a refusal into a protocol error reply
+service edge (``service/``, ``__main__.py``) turns a refusal into a protocol error reply
 or a one-line message, with the same code and sentence.
 
 A leaf module: it imports nothing, so every layer may raise it.

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from model_server.device import DEVICES, resolve_device
+from model_server.device import DEVICES, resolve_device, use_cpu_threads
 from model_server.errors import BAD_REQUEST, UNAVAILABLE, Refused
 from model_server.evaluation import metrics
 from model_server.fit.limits import check_iterations
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     device = resolve_device(args.device)
+    use_cpu_threads(device)
     if args.data:
         families = {f.strip() for f in args.families.split(",") if f.strip()} if args.families else None
         cases = dataset_cases(args.data, args.split, args.style, families)

@@ -123,6 +123,13 @@ def closed_and_oriented(faces: np.ndarray) -> bool:
     return bool(np.isin(backward, forward).all())
 
 
+def edge_defects(faces: np.ndarray) -> tuple[int, int]:
+    """How far a mesh is from closed and manifold (every edge on exactly two faces): its
+    open edges (on one face) and its edges on more than two faces."""
+    _, _, counts = unique_edges(np.asarray(faces, np.int64).reshape(-1, 3))
+    return int((counts == 1).sum()), int((counts > 2).sum())
+
+
 def split_touching_sheets(vertices: np.ndarray, faces: np.ndarray,
                           gap: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Where two sheets of a surface touch, along an edge four faces share or at a vertex

@@ -12,13 +12,16 @@ current :class:`Result`):
   (Fit to strokes, when asked for).
 
 One runner checks for cancel (``interrupt.checkpoint``) before each stage, calls
-``progress(message, fraction)`` (which may raise to cancel the job; the fitting stages
-also call it every few iterations) and times the stage into ``Result.timings`` under its
+``progress(message, fraction)`` (which may raise ``interrupt.Interrupted`` to cancel the
+job; the fitting stages also call it every few iterations, and a fit stops there with its
+best shape so far) and times the stage into ``Result.timings`` under its
 name; 'poisson' holds the Poisson solves and 'total' the whole job. A stage that does not
 apply (snap and trust: predicted surfaces only; refine: when asked for) takes 0 s and
 reports nothing.
 
 ``fit_strokes`` is Fit to strokes on its own: any mesh, in world space, against a sketch.
+What both hand back is in ``reconstruct.result``; the fit inside a reconstruction
+(snap, refine) in ``reconstruct.refine``.
 
 Reading the sketch (``sketch.read``): each view's silhouette is what its strokes enclose
 plus its lines as thin parts; front and side drawn at slightly different heights are
@@ -46,6 +49,8 @@ from model_server.geometry.maps import Maps
 from model_server.geometry.normalize import Normalization, fit_normalization
 from model_server.geometry.views import INPUT_VIEWS, RESOLUTION
 from model_server.reconstruct import backends
+from model_server.reconstruct.refine import fit_targets, refine_result
+from model_server.reconstruct.result import Fitted, Result
 from model_server.sketch.png import resample_ink
 from model_server.sketch.rasterize import rasterize_strokes
 from model_server.sketch.read import MAIN_VIEWS, Sketch, read_sketch
@@ -64,31 +69,6 @@ TRUST_IOU = 0.90         # a predicted surface still further than this from a dr
 TRUST_THIN = 0.90        # covering less than this share of the thin parts drawn, gives way to the hull
 HULL_INSTEAD = ("the visual hull's maps: the network's surface missed the drawn outline (IoU {iou:.2f}) "
                 "or its thin parts ({thin:.0%} covered)")
-
-
-@dataclass
-class Result:
-    """A reconstructed mesh and how it was made."""
-
-    vertices: np.ndarray            # (V, 3) float32
-    faces: np.ndarray               # (F, 3) int32, outward, watertight
-    timings: dict[str, float]       # seconds per stage (rasterize, predict, fuse, snap, trust, refine), poisson, total
-    backend: str
-    device: str
-    silhouettes: dict[str, np.ndarray] = field(default_factory=dict)  # bool res x res per input view, canonical frame
-    fit: dict | None = None         # Fit to strokes summary (iou_before/after, flipped_faces, ...) when refined
-    notes: list[str] = field(default_factory=list)   # sentences for the user: what was done to the sketch
-    fusion: str = ""                # how the closed surface was made (which Poisson attempt, or a fallback)
-    thin: dict[str, np.ndarray] = field(default_factory=dict)  # bool res x res: the thin parts of each silhouette
-
-
-@dataclass
-class Fitted:
-    """A mesh fitted to a sketch: vertices in the caller's frame plus the fit's report."""
-
-    vertices: np.ndarray            # (V, 3) float32
-    summary: dict                   # iou_before, iou_after, flipped_faces, iterations, cancelled, ...
-    log: list[dict[str, float]]     # per iteration: every loss term, its weight, the total
 
 
 def reconstruct_images(inks: dict[str, np.ndarray], backend: str = backends.DEFAULT_BACKEND, detail: str = "medium",
@@ -133,13 +113,13 @@ def fit_strokes(vertices: np.ndarray, faces: np.ndarray, strokes: dict[str, list
     The sketch's normalisation maps both into the canonical frame, the mesh is fitted to
     the filled silhouettes and outline strokes there, and the result is mapped back.
     ``progress(message, fraction, vertices)`` receives the current world vertices every
-    few iterations; raising ``FitCancelled`` from it stops with the best so far."""
+    few iterations; a cancel (``interrupt``) stops the fit with the best shape so far."""
     from model_server.fit.optimiser import fit_to_strokes
 
     check_iterations(iterations, "iterations", minimum=1)
     frame, canonical, images = _sketch_images(strokes)
     sketch = read_sketch(images, canonical)
-    targets = _fit_targets(sketch.silhouettes, sketch.thin, sketch.strokes)
+    targets = fit_targets(sketch.silhouettes, sketch.thin, sketch.strokes)
 
     def report(message: str, fraction: float, current: np.ndarray | None) -> None:
         if progress is not None:
@@ -148,26 +128,6 @@ def fit_strokes(vertices: np.ndarray, faces: np.ndarray, strokes: dict[str, list
     fitted = fit_to_strokes(frame.to_canonical(vertices).astype(np.float32), np.asarray(faces, np.int64),
                             targets, iterations=iterations, device=device, progress=report)
     return Fitted(frame.to_world(fitted.vertices).astype(np.float32), fitted.summary(), fitted.log)
-
-
-def refine_result(result: Result, iterations: int, strokes: dict[str, list[np.ndarray]] | None = None,
-                  device: str = "cpu", progress: Progress | None = None) -> Result:
-    """Fit to strokes on a reconstruction still in the canonical frame: a new Result with
-    the fitted vertices, ``fit`` filled in and the ``refine`` time added.
-
-    ``strokes`` are the canonical view-plane strokes, when the sketch came as strokes;
-    without them the silhouettes' edges stand in for the outline."""
-    from model_server.fit.optimiser import fit_to_strokes
-
-    t0 = time.perf_counter()
-    report = progress or _silent
-    report("Fitting to the strokes", 0.0)
-    fitted = fit_to_strokes(result.vertices, result.faces,
-                            _fit_targets(result.silhouettes, result.thin, strokes or {}),
-                            iterations=iterations, device=device,
-                            progress=lambda message, fraction, _: report(message, fraction))
-    timings = dict(result.timings, refine=result.timings.get("refine", 0.0) + time.perf_counter() - t0)
-    return replace(result, vertices=fitted.vertices, timings=timings, fit=fitted.summary())
 
 
 def _prepare(backend: str, detail: str, refine: int, weights: str | Path | None,
@@ -204,21 +164,6 @@ def _sketch_images(strokes: dict[str, list[np.ndarray]]):
     """The sketch's normalisation, its strokes in the canonical frame, and their ink images."""
     frame, canonical = _canonical_strokes(strokes)
     return frame, canonical, _rasterized(canonical)
-
-
-def _fit_targets(silhouettes: dict[str, np.ndarray], thin: dict[str, np.ndarray],
-                 strokes: dict[str, list[np.ndarray]]) -> dict:
-    """Fit to strokes targets per view: the silhouette, its thin parts (which only the
-    silhouette term shapes), and its outline strokes (the silhouette's edge where only
-    an image was given)."""
-    from model_server.fit.optimiser import FitTarget, outline_points
-
-    targets = {}
-    for view, mask in silhouettes.items():
-        thin_part = thin.get(view, np.zeros_like(mask))
-        outline = outline_points(mask, strokes.get(view, []), INPUT_VIEWS[view], exclude=thin_part)
-        targets[view] = FitTarget(mask, outline, thin_part)
-    return targets
 
 
 def _silent(message: str, fraction: float) -> None:

@@ -1,7 +1,7 @@
 """The server's import rules (ARCHITECTURE.md), checked on the source with ``ast``.
 
 Layers, lowest first: the leaves (errors, device, files, interrupt), geometry, sketch, fit,
-reconstruct, learning, evaluation, and the service edge (server, __main__). A module may
+reconstruct, learning, evaluation, and the service edge (the ``service`` package, __main__). A module may
 import its own layer and the layers below it, never above; the leaves import nothing of
 the server. Only the service edge imports the wire protocol (``sketch2mesh_addon``).
 One exception: the learned backend may import the network and the checkpoint loader.
@@ -28,9 +28,7 @@ LAYERS: dict[str, int] = {
     "model_server.reconstruct": 4,
     "model_server.learning": 5,
     "model_server.evaluation": 6,
-    "model_server.server": 7,
-    "model_server.server_log": 7,
-    "model_server.server_limits": 7,
+    "model_server.service": 7,
     "model_server.__main__": 7,
 }
 EDGE = 7
@@ -85,7 +83,7 @@ def violations(root: Path = PACKAGE) -> list[str]:
             continue
         for target in sorted(imported_modules(path.read_text(), module, path.name == "__init__.py")):
             if target.split(".")[0] == "sketch2mesh_addon" and rank != EDGE:
-                problems.append(f"{module} imports the wire protocol ({target}); only server and __main__ may")
+                problems.append(f"{module} imports the wire protocol ({target}); only service and __main__ may")
             if target.split(".")[0] != root.name or target == root.name:
                 continue
             target_rank = layer_of(target)
@@ -107,6 +105,9 @@ def test_the_server_keeps_its_import_rules():
     ("reconstruct/pipeline.py", "from sketch2mesh_addon import protocol\n", "wire protocol"),
     ("reconstruct/fusion.py", "from ..learning import networks\n", "imports model_server.learning"),
     ("errors.py", "from model_server.geometry import views\n", "(layer 0)"),
+    ("fit/optimiser.py", "from model_server.service import relay\n", "imports model_server.service.relay"),
+    ("reconstruct/refine.py", "from model_server.service.replies import Busy\n", "(layer 4) imports model_server.service"),
+    ("geometry/mesh.py", "from sketch2mesh_addon.protocol import mesh_defects\n", "wire protocol"),
     ("widgets.py", "import numpy\n", "belongs to no layer"),
 ])
 def test_a_wrong_import_is_caught(tmp_path, module, source, expected):
@@ -117,6 +118,21 @@ def test_a_wrong_import_is_caught(tmp_path, module, source, expected):
         (root / folder / "__init__.py").touch()
     path.write_text(source)
     assert any(expected in problem for problem in violations(root)), violations(root)
+
+
+def test_the_service_rooms_are_the_edge(tmp_path):
+    root = tmp_path / "model_server"
+    for module, source in {"service/relay.py": "from sketch2mesh_addon import protocol\n"
+                                              "from model_server.service import replies\n",
+                           "service/replies.py": "from model_server.reconstruct import pipeline\n"
+                                                 "from model_server.evaluation import metrics\n"}.items():
+        path = root / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    (root / "__init__.py").touch()
+    (root / "service" / "__init__.py").touch()
+    assert violations(root) == []
+    assert layer_of("model_server.service.relay") == EDGE
 
 
 def test_the_learned_backend_may_use_the_network(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from model_server.server_log import ServerLog
+from model_server.service.log import ServerLog
 
 
 def test_repeated_messages_are_rate_limited_and_summed_up():

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from model_server.errors import BAD_REQUEST, UNAVAILABLE, Refused
+from model_server.errors import BAD_REQUEST, Refused
 from model_server.geometry.maps import Maps
 
 BACKENDS = ("learned", "round", "hull")
@@ -75,15 +75,14 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu",
         from model_server.reconstruct.backends.round import RoundBackend
 
         return RoundBackend(float(roundness))
-    path = Path(weights).resolve() if weights is not None else None
-    if path is not None and not path.is_file():
-        raise Refused(UNAVAILABLE, f"The weights file {weights} does not exist.")
-    stamp = path.stat().st_mtime_ns if path is not None else 0
-    return _learned(path, stamp, device)
+    from model_server.reconstruct.backends.learned import weights_file
+
+    path = weights_file(weights).resolve()
+    return _learned(path, path.stat().st_mtime_ns, device)
 
 
 @functools.lru_cache(maxsize=4)
-def _learned(path: Path | None, stamp: int, device: str) -> Backend:
+def _learned(path: Path, stamp: int, device: str) -> Backend:
     """The learned backend for a weights file (as it was at ``stamp``) and device, kept loaded."""
     from model_server.reconstruct.backends.learned import LearnedBackend
 

@@ -19,10 +19,19 @@ import numpy as np
 from model_server import interrupt
 from model_server.errors import UNAVAILABLE, Refused
 from model_server.geometry.maps import Maps
-from model_server.reconstruct.backends.hull import field_maps
-from model_server.reconstruct.backends.learned_field import LearnedField, network_inputs
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "learned.pt"
+
+
+def weights_file(weights: str | Path | None = None) -> Path:
+    """The learned backend's weights file: ``weights``, or the shipped one when None.
+    Raises Refused, one sentence naming it, when there is no such file. (This module
+    imports the field and the renderer only to predict, so the command line can ask this
+    without loading them.)"""
+    path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
+    if not path.is_file():
+        raise Refused(UNAVAILABLE, f"The weights file {path} does not exist.")
+    return path
 
 
 class LearnedBackend:
@@ -38,9 +47,7 @@ class LearnedBackend:
 
         from model_server.learning.checkpoint import load_model
 
-        path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
-        if not path.is_file():
-            raise Refused(UNAVAILABLE, f"The weights file {path} does not exist.")
+        path = weights_file(weights)
         try:
             self.model = load_model(path, device)
         except ValueError as exc:
@@ -56,6 +63,9 @@ class LearnedBackend:
 
     def predict(self, inks: dict[str, np.ndarray], silhouettes: dict[str, np.ndarray], res: int) -> Maps:
         """The maps of the solid the network makes of ``silhouettes`` and ``inks``."""
+        from model_server.reconstruct.backends.hull import field_maps
+        from model_server.reconstruct.backends.learned_field import LearnedField, network_inputs
+
         field = LearnedField(silhouettes)
         x = network_inputs(field, inks)
         interrupt.checkpoint()

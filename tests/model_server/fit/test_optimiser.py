@@ -3,11 +3,15 @@ depth anchor, determinism, early stop and cancel."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
+from model_server import interrupt
 from model_server.fit import optimiser as fitting
-from model_server.fit.optimiser import FitCancelled, FitTarget, fit_to_strokes, outline_points
+from model_server.fit import problem
+from model_server.fit.optimiser import FitTarget, fit_to_strokes, outline_points
 from model_server.geometry.mesh import signed_volume
 from model_server.geometry.views import INPUT_VIEWS, plane_grid
 
@@ -135,21 +139,46 @@ def test_early_stop_when_already_fitted(sphere_fit):
     assert min(again.iou_after.values()) >= 0.95
 
 
-def test_cancel_returns_best_so_far():
-    calls = []
+@pytest.mark.parametrize("how", ["progress raises", "cancel set"])
+def test_cancel_returns_best_so_far(how):
+    """The one way to cancel (``interrupt``): the server's progress raises Interrupted once
+    the job is cancelled, and the fit also asks ``interrupt.requested()`` every iteration;
+    either way it stops with the best shape so far."""
+    cancel, calls = threading.Event(), []
 
     def progress(message: str, fraction: float, vertices) -> None:
         calls.append(fraction)
         assert vertices.shape == icosphere()[0].shape
+        interrupt.checkpoint()
         if len(calls) == 3:
-            raise FitCancelled()
+            if how == "progress raises":
+                raise interrupt.Interrupted()
+            cancel.set()
 
-    result = fit(progress=progress)
+    with interrupt.cancellable(cancel):
+        result = fit(progress=progress)
     assert result.cancelled and not result.stopped_early
-    assert result.iterations == 3 * fitting.PROGRESS_EVERY
+    # Raised from progress: stopped there; set: noticed after the next iteration's step.
+    assert result.iterations == 3 * fitting.PROGRESS_EVERY + (how == "cancel set")
     best = min(row["total"] for row in result.log)
     assert best < result.log[0]["total"]
     assert min(result.iou_after[v] - result.iou_before[v] for v in result.iou_after) > 0.0
+
+
+def test_the_fit_leaves_process_wide_torch_state_alone():
+    """Overlapping fits (an abandoned job's beside a new one) share no state: a fit neither
+    reads the global random generator nor sets torch's thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(1)
+    first = fit(iterations=5)
+    torch.manual_seed(2)
+    before = torch.get_rng_state()
+    second = fit(iterations=5)
+    assert torch.equal(torch.get_rng_state(), before)          # nothing drawn from the global generator
+    assert np.array_equal(first.vertices, second.vertices)      # and nothing depends on it
+    assert torch.get_num_threads() == threads
 
 
 def test_overlay_png_draws_strokes_over_silhouette(tmp_path):
@@ -217,7 +246,7 @@ def test_fitting_the_outline_does_not_worsen_the_shape_in_3d():
     pixel = INPUT_VIEWS["front"].pixel_size(RES)
     moved = np.linalg.norm(fitted.vertices - squeezed, axis=1)
     # no vertex moved farther than the squeeze, the slack and a pixel's rounding
-    assert moved.max() <= 0.08 * 0.7 + (fitting.MOVE_SLACK_PX + 1.5) * pixel
+    assert moved.max() <= 0.08 * 0.7 + (problem.MOVE_SLACK_PX + 1.5) * pixel
 
 
 def test_a_vertex_may_move_as_far_as_its_outline_is_off():
@@ -232,10 +261,10 @@ def test_a_vertex_may_move_as_far_as_its_outline_is_off():
     targets = {"front": ellipse_target("front", 0.7, 0.55, res=res), "side": ellipse_target("side", 0.4, 0.55, res=res)}
     views = {name: INPUT_VIEWS[name] for name in targets}
     pixel = INPUT_VIEWS["front"].pixel_size(res)
-    _, reach = fitting._anchors_and_reach(torch.as_tensor(truth), torch.as_tensor(faces, dtype=torch.int64), targets,
-                                          views)
-    assert reach.max() <= (fitting.MOVE_SLACK_PX + 1.5) * pixel
-    _, reach = fitting._anchors_and_reach(torch.as_tensor(squeezed), torch.as_tensor(faces, dtype=torch.int64),
-                                          targets, views)
+    _, reach = problem.anchors_and_reach(torch.as_tensor(truth), torch.as_tensor(faces, dtype=torch.int64), targets,
+                                         views)
+    assert reach.max() <= (problem.MOVE_SLACK_PX + 1.5) * pixel
+    _, reach = problem.anchors_and_reach(torch.as_tensor(squeezed), torch.as_tensor(faces, dtype=torch.int64),
+                                         targets, views)
     sides = np.abs(squeezed[:, 0]) > 0.6
     assert reach[sides].min() >= 0.08 * 0.7 * 0.8 and reach[sides].max() <= 0.08 * 0.7 + 2.5 * pixel
