@@ -31,7 +31,8 @@ prints its interpreter, the ``--server-python`` of later runs; with ``--out`` to
 then reconstructs with it.
 
 OBJ and PLY files keep Blender's Z-up world coordinates, like the model server's
-output; glTF is Y-up by its specification. The input .blend is never saved: the
+output; glTF is Y-up by its specification (the add-on's :mod:`export` writes them and
+the preview, once the add-on is enabled). The input .blend is never saved: the
 sketch in it stays untouched. On error the script prints one line (a failed set-up
 adds pip's last lines below it) and exits non-zero.
 """
@@ -42,7 +43,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import math
 import os
 import sys
 import types
@@ -66,14 +66,16 @@ def split_argv(argv: list[str]) -> list[str]:
 
 
 def source_protocol() -> types.ModuleType:
-    """The add-on's protocol module, where the backends and details are defined. Run as
-    a script, load it from its file: importing the add-on package here would make
+    """The add-on's protocol package, where the backends and details are defined. Run as
+    a script, load it from its folder: importing the add-on package here would make
     Blender reload it when it enables the add-on."""
     if __package__:
         return importlib.import_module(__package__ + ".protocol")
     name = "_sketch2mesh_headless_protocol"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("protocol.py"))
+        package = Path(__file__).with_name("protocol")
+        spec = importlib.util.spec_from_file_location(name, package / "__init__.py",
+                                                      submodule_search_locations=[str(package)])
         sys.modules[name] = module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return sys.modules[name]
@@ -198,102 +200,6 @@ def find_sketch(name: str | None, addon_module: str):
     raise HeadlessError("no sketch found: pass --sketch NAME" if sketches else "the file has no Grease Pencil sketch")
 
 
-def export(path: Path) -> None:
-    """Write the selected result (or the whole file, for .blend) to ``path``."""
-    import addon_utils
-    import bpy
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix == ".blend":
-        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
-    elif suffix == ".obj":
-        bpy.ops.wm.obj_export(filepath=str(path), export_selected_objects=True, forward_axis="Y", up_axis="Z",
-                              export_materials=False, export_uv=False)
-    elif suffix == ".ply":
-        bpy.ops.wm.ply_export(filepath=str(path), export_selected_objects=True, forward_axis="Y", up_axis="Z",
-                              export_uv=False, export_colors="NONE")
-    elif suffix == ".glb":
-        if "io_scene_gltf2" not in bpy.context.preferences.addons:
-            addon_utils.enable("io_scene_gltf2")
-        bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", use_selection=True)
-    if not path.is_file():
-        raise HeadlessError(f"Blender did not write {path}")
-
-
-def render_preview(obj, path: Path) -> None:
-    """Render ``obj`` alone with a camera and a light that frame it: Workbench, else Cycles on the CPU."""
-    import bpy
-    from mathutils import Vector
-
-    scene = bpy.context.scene
-    corners = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
-    centre = sum(corners, Vector()) / 8
-    radius = max((c - centre).length for c in corners) or 1.0
-    direction = Vector((0.9, -1.4, 0.8)).normalized()
-
-    camera = bpy.data.objects.new("Sketch2Mesh Preview Camera", bpy.data.cameras.new("Sketch2Mesh Preview Camera"))
-    camera.data.angle = math.radians(35)
-    camera.location = centre + direction * (radius / math.sin(camera.data.angle / 2) * 1.05)
-    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
-    camera.data.clip_end = radius * 20
-    light = bpy.data.objects.new("Sketch2Mesh Preview Light", bpy.data.lights.new("Sketch2Mesh Preview Light", "SUN"))
-    light.rotation_euler = (-Vector((0.5, -1.0, 1.5)).normalized()).to_track_quat("-Z", "Y").to_euler()
-    light.data.energy = 4.0
-    for helper in (camera, light):
-        scene.collection.objects.link(helper)
-
-    hidden = {o.name: o.hide_render for o in scene.objects}
-    saved = (scene.camera, scene.render.engine, scene.render.filepath, scene.render.resolution_x,
-             scene.render.resolution_y, scene.render.resolution_percentage, scene.render.image_settings.file_format)
-    try:
-        for other in scene.objects:
-            other.hide_render = other not in (obj, camera, light)
-        scene.camera = camera
-        scene.render.resolution_x = scene.render.resolution_y = 640
-        scene.render.resolution_percentage = 100
-        scene.render.image_settings.file_format = "PNG"
-        scene.render.filepath = str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            _render_workbench(scene)
-        except RuntimeError:
-            _render_cycles(scene)
-        if not path.is_file():
-            raise HeadlessError(f"Blender did not write the preview {path}")
-    finally:
-        for other in scene.objects:
-            if other.name in hidden:
-                other.hide_render = hidden[other.name]
-        (scene.camera, scene.render.engine, scene.render.filepath, scene.render.resolution_x,
-         scene.render.resolution_y, scene.render.resolution_percentage, scene.render.image_settings.file_format) = saved
-        camera_data, light_data = camera.data, light.data
-        bpy.data.objects.remove(camera)
-        bpy.data.objects.remove(light)
-        bpy.data.cameras.remove(camera_data)
-        bpy.data.lights.remove(light_data)
-
-
-def _render_workbench(scene) -> None:
-    import bpy
-
-    scene.render.engine = "BLENDER_WORKBENCH"
-    shading = scene.display.shading
-    shading.light, shading.color_type = "STUDIO", "MATERIAL"
-    shading.show_cavity = True
-    bpy.ops.render.render(write_still=True)
-
-
-def _render_cycles(scene) -> None:
-    import bpy
-
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = 16
-    scene.cycles.use_denoising = False
-    bpy.ops.render.render(write_still=True)
-
-
 def setup_server(args: argparse.Namespace) -> str:
     """Run Set up server with the options given; return the new environment's interpreter."""
     import bpy
@@ -364,13 +270,14 @@ def run(args: argparse.Namespace) -> None:
         result = bpy.context.view_layer.objects.active
         mesh_import = importlib.import_module(addon_module + ".mesh_import")
         protocol = importlib.import_module(addon_module + ".protocol")
+        export = importlib.import_module(addon_module + ".export")
         if mesh_import.FIT_PROPERTY in result:
             print(f"Fit to strokes: {protocol.describe_fit(result[mesh_import.FIT_PROPERTY].to_dict())}")
         for path in args.out:
-            export(path)
+            export.export(path)
             print(f"Wrote {path}")
         if args.render:
-            render_preview(result, args.render)
+            export.render_preview(result, args.render)
             print(f"Rendered {args.render}")
     finally:
         if we_enabled:

@@ -1,5 +1,10 @@
 """Meshes in and out of Blender: the server's arrays become objects, objects become
-world-space triangles for Fit to strokes, and fitted vertices land in a shape key."""
+world-space triangles for Fit to strokes, and fitted vertices land in a shape key.
+
+A reconstructed mesh points to its sketch (``object.sketch2mesh.sketch``, see
+:mod:`.props`), so renaming the sketch keeps the link. Files from before that pointer
+name the sketch in the ``sketch2mesh_source`` string instead; it is still read, and
+replaced by the pointer the first time Fit to strokes finds the sketch through it."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import numpy as np
 
 from . import strokes
 
-SOURCE_PROPERTY = "sketch2mesh_source"
+SOURCE_PROPERTY = "sketch2mesh_source"   # older files' link: the sketch's name
 FIT_PROPERTY = "sketch2mesh_fit"
 NOTES_PROPERTY = "sketch2mesh_notes"
 FITTED_KEY = "Fitted"
@@ -51,7 +56,7 @@ def add_result(context: bpy.types.Context, sketch: bpy.types.Object, vertices: n
     did to the sketch, e.g. inflating a lone view) on the object, for the panel."""
     name = f"{sketch.name}_mesh"
     obj = bpy.data.objects.new(name, build_mesh(name, vertices, faces))
-    obj[SOURCE_PROPERTY] = sketch.name
+    link_sketch(obj, sketch)
     if info:
         obj["sketch2mesh_backend"] = str(info.get("backend", ""))
         if info.get("notes"):
@@ -76,20 +81,38 @@ def select_only(context: bpy.types.Context, obj: bpy.types.Object) -> None:
     context.view_layer.objects.active = obj
 
 
+def link_sketch(obj: bpy.types.Object, sketch: bpy.types.Object) -> None:
+    """Point ``obj`` to the sketch it was reconstructed from, dropping an older file's name link."""
+    obj.sketch2mesh.sketch = sketch
+    if SOURCE_PROPERTY in obj:
+        del obj[SOURCE_PROPERTY]
+
+
 def source_sketch(obj: bpy.types.Object) -> bpy.types.Object | None:
-    """The sketch ``obj`` was reconstructed from, if it still exists."""
-    source = bpy.data.objects.get(str(obj.get(SOURCE_PROPERTY, "")))
-    return source if source is not None and strokes.is_sketch(source) else None
+    """The sketch ``obj`` was reconstructed from, if it is still in a scene: the one it
+    points to, else (an older file) the one its name link names. Reading only, so the
+    panel may call it while it draws."""
+    settings = getattr(obj, "sketch2mesh", None)
+    pointed = settings.sketch if settings is not None else None
+    # A sketch deleted from the scene lives on while the pointer holds it: it no longer counts.
+    source = pointed if pointed is not None else bpy.data.objects.get(str(obj.get(SOURCE_PROPERTY, "")))
+    return source if source is not None and strokes.is_sketch(source) and source.users_scene else None
 
 
 def fit_sketch(context: bpy.types.Context, obj: bpy.types.Object, name: str = "") -> bpy.types.Object | None:
-    """The sketch to fit ``obj`` to: the one named, else the one it was reconstructed from,
-    else the one picked in the Refine panel."""
+    """The sketch to fit ``obj`` to: the one named, else the one it was reconstructed from
+    (an older file's name link is upgraded to the pointer here), else the one picked in
+    the Refine panel."""
+    named = bpy.data.objects.get(name) if name else None
+    if named is not None and strokes.is_sketch(named):
+        return named
+    source = source_sketch(obj)
+    if source is not None:
+        if SOURCE_PROPERTY in obj:
+            link_sketch(obj, source)
+        return source
     picked = getattr(getattr(context.scene, "sketch2mesh", None), "fit_sketch", None)
-    for candidate in (bpy.data.objects.get(name) if name else None, source_sketch(obj), picked):
-        if candidate is not None and strokes.is_sketch(candidate):
-            return candidate
-    return None
+    return picked if picked is not None and strokes.is_sketch(picked) else None
 
 
 def world_triangles(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:

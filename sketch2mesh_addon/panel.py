@@ -1,4 +1,8 @@
-"""The "Sketch2Mesh" tab in the 3D view's sidebar: Server, Sketch, Reconstruct, Refine."""
+"""The "Sketch2Mesh" tab in the 3D view's sidebar: Server, Sketch, Reconstruct, Refine.
+
+The panels draw the scene's choices (:mod:`.props`), the server's state and the active
+object's notes and last fit; every sentence about a fit comes from
+:func:`protocol.fit_report`, the wording the add-on's messages and the server share."""
 
 from __future__ import annotations
 
@@ -7,24 +11,9 @@ import textwrap
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, PointerProperty
 
-from . import job_flow, jobs, mesh_import, preferences, server_process, server_setup, strokes
-from .operators import (BACKENDS, DEFAULT_BACKEND, DETAILS, SETUP_TITLE, remesh_property, roundness_property,
-                        target_faces_property)
-
-
-class Sketch2MeshSceneSettings(bpy.types.PropertyGroup):
-    """The panel's choices, saved with the scene."""
-
-    backend: EnumProperty(name="Backend", items=BACKENDS, default=DEFAULT_BACKEND)
-    roundness: roundness_property()
-    detail: EnumProperty(name="Detail", items=DETAILS, default="MEDIUM")
-    remesh: remesh_property()
-    target_faces: target_faces_property()
-    fit_iterations: IntProperty(name="Iterations", default=200, min=1, max=10_000)
-    fit_sketch: PointerProperty(name="Sketch", type=bpy.types.Object, poll=lambda self, obj: strokes.is_sketch(obj),
-                                description="Sketch to fit to when the mesh was not reconstructed from one")
+from . import job_flow, jobs, mesh_import, preferences, protocol, server_process, server_setup, strokes
+from .server_operators import SETUP_TITLE
 
 
 def draw_running_job(layout: bpy.types.UILayout) -> bool:
@@ -91,16 +80,21 @@ NOTE_CHARACTERS = 36   # characters per line of a note when the sidebar's width 
 CHARACTER_PX = 7.0     # about one character's width in the sidebar, in pixels at UI scale 1
 
 
+def sidebar_characters(context: bpy.types.Context) -> int:
+    """About how many characters fit on one line of the sidebar (NOTE_CHARACTERS when its width is unknown)."""
+    region = getattr(context, "region", None)
+    if region is not None and region.width > 0:
+        return max(16, int(region.width / (CHARACTER_PX * context.preferences.system.ui_scale)) - 4)
+    return NOTE_CHARACTERS
+
+
 def draw_notes(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object | None) -> None:
     """The server's notes on how ``obj`` was reconstructed (e.g. that a second view gives a
     truer shape), wrapped to the sidebar's width, in a box."""
     notes = mesh_import.notes(obj) if obj is not None else []
     if not notes:
         return
-    width = NOTE_CHARACTERS
-    region = getattr(context, "region", None)
-    if region is not None and region.width > 0:
-        width = max(16, int(region.width / (CHARACTER_PX * context.preferences.system.ui_scale)) - 4)
+    width = sidebar_characters(context)
     box = layout.box()
     for note in notes:
         for i, line in enumerate(textwrap.wrap(note, width)):
@@ -183,29 +177,22 @@ class SKETCH2MESH_PT_refine(Sketch2MeshPanel, bpy.types.Panel):
             layout.operator("sketch2mesh.fit_strokes", icon="MOD_SHRINKWRAP").iterations = props.fit_iterations
         fit = obj.get(mesh_import.FIT_PROPERTY) if obj is not None else None
         if fit:
-            box = layout.box()
-            box.label(text="Silhouette IoU, before -> after" + ("  (cancelled)" if fit.get("cancelled") else ""))
-            after = fit.get("iou_after", {})
-            for view, before in fit.get("iou_before", {}).items():
-                box.label(text=f"{view.title()}: {before:.3f} -> {after.get(view, 0.0):.3f}")
-            if fit.get("already_matched"):
-                box.label(text="Already matches the strokes: nothing moved")
-            else:
-                box.label(text=f"{fit.get('flipped_faces', 0)} flipped faces, {fit.get('iterations', 0)} iterations")
+            draw_fit_report(layout, context, fit.to_dict())
+
+
+def draw_fit_report(layout: bpy.types.UILayout, context: bpy.types.Context, fit: dict) -> None:
+    """The last fit's report, in the protocol's words, wrapped to the sidebar's width in a box."""
+    box = layout.box()
+    box.label(text="Last fit" + (" (cancelled, best so far)" if fit.get("cancelled") else ""), icon="MOD_SHRINKWRAP")
+    width = sidebar_characters(context)
+    for part in protocol.fit_report(fit):
+        for line in textwrap.wrap(part[:1].upper() + part[1:], width):
+            box.label(text=line)
 
 
 CLASSES = (
-    Sketch2MeshSceneSettings,
     SKETCH2MESH_PT_server,
     SKETCH2MESH_PT_sketch,
     SKETCH2MESH_PT_reconstruct,
     SKETCH2MESH_PT_refine,
 )
-
-
-def register_properties() -> None:
-    bpy.types.Scene.sketch2mesh = PointerProperty(type=Sketch2MeshSceneSettings)
-
-
-def unregister_properties() -> None:
-    del bpy.types.Scene.sketch2mesh

@@ -7,8 +7,9 @@ the add-on's modules; a source checkout holds them beside ``sketch2mesh_addon/``
 1. check the base Python (Blender's own, or one the artist names) can make one;
 2. create a virtual environment (or reuse the one there, to repair or update it);
 3. pip-install the pinned requirements: CPU or CUDA torch, from the package
-   registries or, offline, from a wheelhouse folder;
-4. copy the server's code into it;
+   registries or, offline, from a wheelhouse folder (:mod:`.pip_install` words the
+   command, its progress and its failure);
+4. copy the server's code and the wire protocol (the ``protocol`` package) into it;
 5. start the server from it and wait for its answer;
 6. only then write the marker that says it is ready.
 
@@ -24,9 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import queue
-import re
 import shutil
 import socket
 import subprocess
@@ -37,7 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import client, server_process
+from . import client, pip_install, server_process
+from .pip_install import Progress, isolated_env
 
 ENV_FOLDER = "server-env"
 READY_FILE = "sketch2mesh-ready.json"
@@ -45,18 +45,8 @@ REQUIREMENTS = Path("requirements") / "runtime.txt"
 DOWNLOAD_SIZE = "about 1 GB"
 FLAVOURS = ("cpu", "cuda")
 PYTHON_VERSIONS = ((3, 10), (3, 12))     # what the pinned wheels (open3d 0.20) exist for
-TORCH_INDEXES = {                        # extra indexes for torch's builds; None: PyPI's own build
-    ("cpu", "linux"): "https://download.pytorch.org/whl/cpu",
-    ("cpu", "win32"): None,
-    ("cuda", "linux"): None,
-    ("cuda", "win32"): "https://download.pytorch.org/whl/cu128",
-}
-NO_INDEX = "none"                        # torch_index value: pip's own configuration only
-EXPECTED_PACKAGES = 70                   # about what a fresh install collects, for the progress fraction
 TAIL_LINES = 8
 SERVER_READY_S = 300.0
-
-Progress = Callable[[str, float], None]
 
 last_failure: SetupError | None = None   # the newest set-up's failure, for the preferences to show
 
@@ -84,7 +74,7 @@ class Source:
 
     model_server: Path
     requirements: Path
-    addon: Path           # the add-on package: its __init__.py and protocol.py serve the server too
+    addon: Path           # the add-on package: its __init__.py and protocol/ serve the server too
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,7 @@ class Plan:
     base_python: str = ""         # "" means the Python running this code (Blender's)
     flavour: str = "cpu"
     wheelhouse: str = ""          # a folder of wheels: install from it alone, offline
-    torch_index: str = ""         # "" means the flavour's default index; NO_INDEX means pip's configuration
+    torch_index: str = ""         # "" means the flavour's default index; pip_install.NO_INDEX, pip's configuration
 
 
 @dataclass(frozen=True)
@@ -131,10 +121,15 @@ def source_stamp(source: Source) -> str:
     when the extension is replaced, which reloads the add-on."""
     digest = hashlib.sha256()
     files = sorted(p for p in source.model_server.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for path in [*files, source.requirements, source.addon / "protocol.py"]:
+    for path in [*files, source.requirements, *protocol_files(source.addon)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def protocol_files(addon_dir: Path) -> list[Path]:
+    """The wire protocol's modules (the ``protocol`` package), which serve the server too."""
+    return sorted((addon_dir / "protocol").glob("*.py"))
 
 
 def env_python(env_dir: Path) -> Path:
@@ -169,75 +164,6 @@ def nvidia_gpu() -> str:
 def nvidia_gpu_cached() -> str:
     """:func:`nvidia_gpu`, asked once per Blender session (the preferences draw it often)."""
     return nvidia_gpu()
-
-
-def torch_index(plan: Plan) -> str | None:
-    """The extra index torch's wheels come from, or None for pip's configuration alone."""
-    if plan.wheelhouse or plan.torch_index == NO_INDEX:
-        return None
-    if plan.torch_index:
-        return plan.torch_index
-    platform = "win32" if sys.platform == "win32" else "linux" if sys.platform.startswith("linux") else "other"
-    return TORCH_INDEXES.get((plan.flavour, platform))
-
-
-def isolated_env() -> dict[str, str]:
-    """This process's environment, without what would let another Python's packages leak in."""
-    env = dict(os.environ, PYTHONNOUSERSITE="1")
-    env.pop("PYTHONPATH", None)
-    env.pop("PYTHONHOME", None)
-    return env
-
-
-def pip_command(plan: Plan, python: Path) -> tuple[list[str], dict[str, str]]:
-    """pip's command line and environment for the plan's requirements."""
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
-               "-r", str(plan.source.requirements)]
-    env = isolated_env()
-    if plan.wheelhouse:
-        # Offline: this folder alone, whatever pip's own configuration says.
-        command += ["--no-index", "--find-links", plan.wheelhouse]
-        env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
-        env["PIP_CONFIG_FILE"] = os.devnull
-    index = torch_index(plan)
-    if index:
-        command += ["--extra-index-url", index]
-    return command, env
-
-
-class _PipProgress:
-    """Turns pip's output lines into a message and a fraction of the install step."""
-
-    def __init__(self, progress: Progress, start: float, end: float, flavour: str):
-        self.progress, self.start, self.end = progress, start, end
-        self.flavour = flavour.upper()
-        self.collected = 0
-
-    def __call__(self, line: str) -> None:
-        match = PIP_LINE.match(line)
-        span = self.end - self.start
-        if match is not None:
-            what, name = match.groups()
-            package = _package_name(name)
-            if what != "Downloading":
-                self.collected += 1
-            fraction = self.start + 0.8 * span * min(1.0, self.collected / EXPECTED_PACKAGES)
-            size = line[line.rfind("("):].strip() if what == "Downloading" and line.endswith(")") else ""
-            verb = "Downloading" if what == "Downloading" else "Getting"
-            self.progress(f"{verb} {package} {size}".strip() + f" ({self.flavour})", fraction)
-        elif line.startswith("Installing collected packages"):
-            count = len(line.split(":", 1)[1].split(","))
-            self.progress(f"Installing {count} packages (a minute or two)", self.start + 0.85 * span)
-
-
-PIP_LINE = re.compile(r"(Collecting|Processing|Downloading|Requirement already satisfied:)\s+(\S+)")
-
-
-def _package_name(name: str) -> str:
-    """"torch" from "torch==2.13.0", "/wheels/torch-2.13.0+cpu-....whl" or "typing-extensions>=4"."""
-    if name.endswith((".whl", ".tar.gz", ".zip")):
-        return Path(name).name.split("-")[0]
-    return re.split(r"[=<>!~\[;(]", name)[0]
 
 
 def _tail(lines: list[str]) -> str:
@@ -283,21 +209,8 @@ def run_logged(command: list[str], cancel: threading.Event, on_line: Callable[[s
 
 
 def pip_failure(code: int, lines: list[str], plan: Plan) -> SetupError:
-    """One sentence for a failed pip run, from what its output says went wrong."""
-    text = "\n".join(lines)
-    if "No space left on device" in text:
-        message = f"The disk is full: free about 3 GB where {plan.env_dir} lies, then click Set up again."
-    elif plan.wheelhouse and ("No matching distribution" in text or "Could not find a version" in text):
-        message = (f"The wheelhouse folder {plan.wheelhouse} lacks wheels the server needs (see below): add them "
-                   "(pip download -r requirements/runtime.txt), or clear Wheelhouse to download them.")
-    elif any(s in text for s in ("NewConnectionError", "Failed to establish a new connection",
-                                 "Temporary failure in name resolution", "ConnectTimeout", "Read timed out",
-                                 "No matching distribution", "Could not find a version")):
-        message = ("Could not download the server's packages: check the internet connection (and proxy), "
-                   "or set Wheelhouse to a folder of downloaded wheels, then click Set up again.")
-    else:
-        message = f"Installing the server's packages failed (pip exit code {code}); see pip's last lines below."
-    return SetupError(message, _tail(lines))
+    """A failed pip run as a SetupError: :func:`pip_install.failure_message`, then pip's last lines."""
+    return SetupError(pip_install.failure_message(code, lines, plan), _tail(lines))
 
 
 def check_base_python(plan: Plan, cancel: threading.Event) -> str:
@@ -331,11 +244,11 @@ def install_code(source: Source, python: Path, cancel: threading.Event) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.rmtree(site / "model_server", ignore_errors=True)
     shutil.copytree(source.model_server, site / "model_server", ignore=ignore)
-    protocol_dir = site / "sketch2mesh_addon"
-    shutil.rmtree(protocol_dir, ignore_errors=True)
-    protocol_dir.mkdir()
-    for name in ("__init__.py", "protocol.py"):
-        shutil.copy2(source.addon / name, protocol_dir / name)
+    addon_dir = site / "sketch2mesh_addon"
+    shutil.rmtree(addon_dir, ignore_errors=True)
+    addon_dir.mkdir()
+    shutil.copy2(source.addon / "__init__.py", addon_dir / "__init__.py")
+    shutil.copytree(source.addon / "protocol", addon_dir / "protocol", ignore=ignore)
 
 
 def _free_port() -> int:
@@ -386,9 +299,9 @@ def setup(plan: Plan, progress: Progress, cancel: threading.Event) -> Ready:
             if code != 0 or not python.is_file():
                 raise SetupError(f"Could not create the environment in {env_dir}: check that the folder is "
                                  "writable and the disk has room, then click Set up again.", _tail(lines))
-        command, env = pip_command(plan, python)
+        command, env = pip_install.pip_command(plan, python)
         progress(f"Installing the server's packages ({plan.flavour.upper()})", 0.05)
-        code, lines = run_logged(command, cancel, _PipProgress(progress, 0.05, 0.85, plan.flavour), env)
+        code, lines = run_logged(command, cancel, pip_install.PipProgress(progress, 0.05, 0.85, plan.flavour), env)
         if code != 0:
             raise pip_failure(code, lines, plan)
         progress("Copying the server", 0.86)

@@ -1,8 +1,9 @@
 """Build the extension zip an artist installs: the add-on, and the server it sets up.
 
-The zip holds the manifest and the add-on's modules at its root, and beside them
-``model_server/`` (with the shipped weights) and ``requirements/runtime.txt`` (the pinned
-list Set up server installs): the same layout as the repository, one level up, so
+The zip holds the manifest and the add-on's modules and packages (``protocol/``) at its
+root, and beside them ``model_server/`` (with the shipped weights) and
+``requirements/runtime.txt`` (the pinned list Set up server installs): the same layout
+as the repository, one level up, so
 :func:`sketch2mesh_addon.server_setup.find_source` finds the server in both. Tests,
 benchmarks, examples and training data stay out. Blender's own extension tool builds
 and validates it. Run with a Python that has the ``bpy`` wheel (``make extension``)::
@@ -35,8 +36,11 @@ def stage(repo: Path, dest: Path) -> None:
     """Lay out the extension's files in ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(repo / "blender_manifest.toml", dest)
-    for module in sorted((repo / "sketch2mesh_addon").glob("*.py")):
+    addon = repo / "sketch2mesh_addon"
+    for module in sorted(addon.glob("*.py")):
         shutil.copy2(module, dest)
+    for package in sorted(p.parent for p in addon.glob("*/__init__.py")):   # protocol/
+        shutil.copytree(package, dest / package.name, ignore=SKIP)
     shutil.copytree(repo / "model_server", dest / "model_server", ignore=SKIP)
     (dest / "requirements").mkdir()
     shutil.copy2(repo / "requirements" / "runtime.txt", dest / "requirements")

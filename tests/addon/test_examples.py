@@ -52,7 +52,7 @@ def test_example_sketch_reconstructs_where_it_is_drawn(served_scene, draw_sketch
     sketch = draw_sketch(lines)
     assert bpy.ops.sketch2mesh.reconstruct(backend=backend, detail=detail) == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
-    assert obj.type == "MESH" and obj[mesh_import.SOURCE_PROPERTY] == sketch.name and _closed(obj)
+    assert obj.type == "MESH" and mesh_import.source_sketch(obj) == sketch and _closed(obj)
     assert obj["sketch2mesh_backend"] == backend.lower()
     vertices = _world_vertices(obj)
     front = np.concatenate(lines["front"])

@@ -55,9 +55,12 @@ def test_extension_builds_and_validates(extension_zip):
     validated = _tool("validate", str(extension_zip))
     assert validated.returncode == 0, validated.stdout + validated.stderr
     names = set(zipfile.ZipFile(extension_zip).namelist())
-    assert {"blender_manifest.toml", "__init__.py", "protocol.py", "operators.py", "server_setup.py"} <= names
+    assert {"blender_manifest.toml", "__init__.py", "operators.py", "server_setup.py", "props.py"} <= names
+    protocol = Path(sketch2mesh_addon.__file__).parent / "protocol"
+    assert {f"protocol/{module.name}" for module in protocol.glob("*.py")} <= names
+    assert "protocol/__init__.py" in names and "protocol.py" not in names
     # The server the add-on sets up rides along: its code, the shipped weights, the pinned list.
-    assert {"model_server/__main__.py", "model_server/server.py", "model_server/weights/learned.pt",
+    assert {"model_server/__main__.py", "model_server/service/server.py", "model_server/weights/learned.pt",
             "requirements/runtime.txt"} <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "examples/", "docs/")) for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

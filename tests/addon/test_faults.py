@@ -20,7 +20,7 @@ import bpy
 import numpy as np
 import pytest
 
-from sketch2mesh_addon import (client, job_flow, jobs, mesh_import, operators, preferences, protocol, server_process,
+from sketch2mesh_addon import (client, job_flow, job_operator, jobs, mesh_import, preferences, protocol, server_process,
                                strokes)
 
 pytestmark = pytest.mark.bpy
@@ -135,7 +135,7 @@ def test_a_server_killed_mid_reconstruct_is_one_sentence_at_once_and_the_next_cl
     killed_at = time.monotonic()
     step = flow.handle(job_flow.Event.TICK)
     while step.returns == job_flow.RUNNING and time.monotonic() - killed_at < WAIT_S:
-        time.sleep(operators.TIMER_S)
+        time.sleep(job_operator.TIMER_S)
         step = flow.handle(job_flow.Event.TICK)
     ended_after = time.monotonic() - killed_at
     process.wait(WAIT_S)

@@ -137,3 +137,56 @@ def test_open_mesh_is_fitted_with_a_warning(served_scene, draw_sketch):
     bpy.ops.object.mode_set(mode="OBJECT")
     assert bpy.ops.sketch2mesh.fit_strokes(iterations=5, sketch=sketch.name) == {"FINISHED"}
     assert _keys(obj) == ["Basis", "Fitted"]
+
+
+# --- The link from a mesh to its sketch -----------------------------------------------
+
+
+def test_the_link_to_the_sketch_survives_a_rename_and_an_older_files_name_is_upgraded(scene, draw_sketch):
+    sketch = draw_sketch()
+    linked, legacy = _sphere(), _sphere(location=(1.0, 0.0, 0.0))
+    mesh_import.link_sketch(linked, sketch)
+    legacy[mesh_import.SOURCE_PROPERTY] = sketch.name      # what files from before the pointer carry
+    assert mesh_import.source_sketch(legacy) == sketch and mesh_import.SOURCE_PROPERTY in legacy
+    sketch.name = "Renamed"
+    assert mesh_import.fit_sketch(bpy.context, linked) == sketch
+    assert mesh_import.source_sketch(legacy) is None         # the old name link breaks on a rename...
+    sketch.name = "Sketch"
+    assert mesh_import.fit_sketch(bpy.context, legacy) == sketch   # ...so the first fit upgrades it
+    assert legacy.sketch2mesh.sketch == sketch and mesh_import.SOURCE_PROPERTY not in legacy
+    sketch.name = "Renamed again"
+    assert mesh_import.fit_sketch(bpy.context, legacy) == sketch
+
+
+def test_a_deleted_sketch_is_no_longer_the_meshs(scene, draw_sketch):
+    sketch = draw_sketch()
+    obj = _sphere()
+    mesh_import.link_sketch(obj, sketch)
+    bpy.context.view_layer.objects.active = sketch
+    for other in bpy.context.view_layer.objects:
+        other.select_set(other == sketch)
+    bpy.ops.object.delete()              # the pointer keeps the object in the file, out of every scene
+    assert mesh_import.source_sketch(obj) is None
+    bpy.context.view_layer.objects.active = obj
+    with pytest.raises(RuntimeError, match="no sketch to fit to"):
+        bpy.ops.sketch2mesh.fit_strokes(iterations=5)
+
+
+@pytest.mark.slow
+def test_fit_finds_the_sketch_after_it_is_renamed(served_scene, draw_sketch):
+    sketch = draw_sketch()
+    bpy.ops.sketch2mesh.reconstruct(backend="HULL", detail="LOW")
+    obj = bpy.context.view_layer.objects.active
+    sketch.name = "Chair outline"
+    assert bpy.ops.sketch2mesh.fit_strokes(iterations=5) == {"FINISHED"}
+    assert _keys(obj) == ["Basis", "Fitted"] and obj.sketch2mesh.sketch == sketch
+
+
+@pytest.mark.slow
+def test_a_mesh_with_only_an_older_files_name_link_still_fits(served_scene, draw_sketch):
+    sketch = draw_sketch()
+    obj = _sphere(radius=0.3)
+    obj[mesh_import.SOURCE_PROPERTY] = sketch.name
+    assert bpy.ops.sketch2mesh.fit_strokes(iterations=5) == {"FINISHED"}
+    assert _keys(obj) == ["Basis", "Fitted"]
+    assert obj.sketch2mesh.sketch == sketch and mesh_import.SOURCE_PROPERTY not in obj

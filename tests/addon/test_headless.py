@@ -105,7 +105,7 @@ def test_headless_writes_every_format_and_a_preview(sketch_blend, tmp_path, unus
 
     bpy.ops.wm.open_mainfile(filepath=str(outs[0]))
     mesh = bpy.data.objects["Sketch_mesh"]
-    assert mesh[mesh_import.SOURCE_PROPERTY] == "Sketch"
+    assert mesh_import.source_sketch(mesh) == bpy.data.objects["Sketch"]
     assert len(strokes.read_sketch(bpy.data.objects["Sketch"])["front"]) == 1
 
 
@@ -131,7 +131,7 @@ def test_blender_style_arguments_reconstruct_the_loaded_file(sketch_blend, serve
     assert headless.main(argv) == 0
     assert out.is_file() and out.read_bytes().startswith(b"ply")
     result = bpy.data.objects["Sketch_mesh"]
-    assert result[mesh_import.SOURCE_PROPERTY] == "Sketch"
+    assert result.sketch2mesh.sketch == bpy.data.objects["Sketch"]
     fit = result[mesh_import.FIT_PROPERTY]
     # a mesh that already matches its drawing is left as it is
     assert fit["iterations"] == (0 if fit["already_matched"] else 5) and min(fit["iou_after"].values()) > 0.95

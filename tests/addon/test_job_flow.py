@@ -20,7 +20,7 @@ import bpy
 import numpy as np
 import pytest
 
-from sketch2mesh_addon import client, job_flow, jobs, mesh_import, operators, protocol, server_process
+from sketch2mesh_addon import client, job_flow, job_operator, jobs, mesh_import, operators, protocol, server_process
 from sketch2mesh_addon.job_flow import CANCELLED, FINISHED, PASS_THROUGH, RUNNING, Event, Report, Step
 
 WAIT_S = 60
@@ -48,7 +48,7 @@ class Pump:
 
     def send(self, event: Event = Event.TICK) -> Step:
         if event is Event.TICK:
-            self.clock.now += operators.TIMER_S
+            self.clock.now += job_operator.TIMER_S
         return self.flow.handle(event)
 
     def until_end(self) -> Step:

@@ -27,7 +27,7 @@ def test_add_result_is_named_after_the_sketch_active_selected_and_tagged(draw_sk
     before = scene_state()
     obj = mesh_import.add_result(bpy.context, sketch, TETRA_V, TETRA_F, {"backend": "hull"})
     assert obj.name == "Sketch_mesh"
-    assert obj[mesh_import.SOURCE_PROPERTY] == "Sketch"
+    assert obj.sketch2mesh.sketch == sketch and mesh_import.SOURCE_PROPERTY not in obj
     assert bpy.context.view_layer.objects.active == obj
     assert [o.name for o in bpy.context.view_layer.objects if o.select_get()] == ["Sketch_mesh"]
     assert scene_state()[2] == before[2]  # the sketch's strokes are untouched

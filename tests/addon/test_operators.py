@@ -76,7 +76,7 @@ def test_reconstruct_adds_a_mesh_where_the_strokes_are(served_scene, draw_sketch
     assert _reconstruct() == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
     assert obj.type == "MESH" and obj.name == "Sketch_mesh"
-    assert obj[mesh_import.SOURCE_PROPERTY] == sketch.name
+    assert obj.sketch2mesh.sketch == sketch
     assert [o.name for o in bpy.context.view_layer.objects if o.select_get()] == [obj.name]
     assert len(obj.data.polygons) > 100 and all(p.use_smooth for p in obj.data.polygons[:10])
     assert obj.data.materials[0] is not None
@@ -108,7 +108,7 @@ def test_one_view_alone_is_inflated_where_its_strokes_are(served_scene, draw_ske
     sketch.location = (2.0, -1.0, 0.5)
     assert _reconstruct(detail="LOW") == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
-    assert obj.type == "MESH" and obj[mesh_import.SOURCE_PROPERTY] == sketch.name
+    assert obj.type == "MESH" and obj.sketch2mesh.sketch == sketch
     # A sphere of the circle's radius, centred on the strokes: the unseen axis at their depth.
     v = _mesh_vertices(obj)
     expected = np.array([2.0, -1.0 + 0.3, 0.5]) if view == "front" else np.array([2.0 + 0.3, -1.0, 0.5])
@@ -216,10 +216,10 @@ def test_wrong_token_is_a_clear_error_and_changes_nothing(served_scene, server, 
 
 
 def test_operator_choices_are_the_protocols():
-    from sketch2mesh_addon import operators
+    from sketch2mesh_addon import props
 
-    assert sorted(item[0].lower() for item in operators.BACKENDS) == sorted(protocol.BACKENDS)
-    assert [item[0].lower() for item in operators.DETAILS] == list(protocol.DETAILS)
+    assert sorted(item[0].lower() for item in props.BACKENDS) == sorted(protocol.BACKENDS)
+    assert [item[0].lower() for item in props.DETAILS] == list(protocol.DETAILS)
 
 
 def test_operator_defaults_and_roundness_slider_are_the_protocols(addon):

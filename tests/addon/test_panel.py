@@ -134,9 +134,14 @@ def test_refine_names_the_sketch_a_mesh_came_from_else_offers_a_pick(scene, draw
     sketch = draw_sketch()
     bpy.ops.mesh.primitive_cube_add()
     assert ("prop", "fit_sketch") in draw(panel.SKETCH2MESH_PT_refine)
-    bpy.context.view_layer.objects.active[mesh_import.SOURCE_PROPERTY] = sketch.name
+    mesh = bpy.context.view_layer.objects.active
+    mesh[mesh_import.SOURCE_PROPERTY] = sketch.name          # an older file's link: the sketch's name
     drawn = draw(panel.SKETCH2MESH_PT_refine)
     assert f"Sketch: {sketch.name}" in labels(drawn) and ("prop", "fit_sketch") not in drawn
+    del mesh[mesh_import.SOURCE_PROPERTY]
+    mesh.sketch2mesh.sketch = sketch                        # today's link: a pointer, which a rename keeps
+    sketch.name = "Renamed Sketch"
+    assert "Sketch: Renamed Sketch" in labels(draw(panel.SKETCH2MESH_PT_refine))
 
 
 def test_refine_shows_the_last_fits_ious(scene):
@@ -145,9 +150,23 @@ def test_refine_shows_the_last_fits_ious(scene):
     mesh_import.store_fit_report(bpy.context.view_layer.objects.active, {
         "iou_before": {"front": 0.5, "side": 0.25}, "iou_after": {"front": 0.875, "side": 0.75},
         "flipped_faces": 2, "iterations": 40, "cancelled": True})
-    assert labels(draw(panel.SKETCH2MESH_PT_refine))[-4:] == [
-        "Silhouette IoU, before -> after  (cancelled)", "Front: 0.500 -> 0.875", "Side: 0.250 -> 0.750",
-        "2 flipped faces, 40 iterations"]
+    drawn = labels(draw(panel.SKETCH2MESH_PT_refine))
+    report = drawn[drawn.index("Last fit (cancelled, best so far)") + 1:]
+    assert all(len(line) <= panel.NOTE_CHARACTERS for line in report)
+    # The protocol's wording, the one the operator's message and the server's command line use.
+    assert " ".join(report) == "Silhouette IoU front 0.500 -> 0.875, side 0.250 -> 0.750 2 flipped faces, 40 iterations"
+    assert protocol.describe_fit({"iou_before": {"front": 0.5, "side": 0.25}, "iou_after": {"front": 0.875,
+                                  "side": 0.75}, "flipped_faces": 2, "iterations": 40}) == \
+        "silhouette IoU front 0.500 -> 0.875, side 0.250 -> 0.750; 2 flipped faces, 40 iterations"
+
+
+def test_refine_says_when_the_mesh_already_matched(scene):
+    bpy.ops.mesh.primitive_cube_add()
+    mesh_import.store_fit_report(bpy.context.view_layer.objects.active, {
+        "iou_before": {"front": 0.99}, "iou_after": {"front": 0.99}, "already_matched": True})
+    drawn = labels(draw(panel.SKETCH2MESH_PT_refine))
+    report = " ".join(drawn[drawn.index("Last fit") + 1:])
+    assert report.startswith("Silhouette IoU front 0.990 -> 0.990 The mesh already matches the strokes")
 
 
 def test_reconstruct_shows_the_servers_notes_on_the_active_mesh_wrapped(scene):
@@ -177,7 +196,7 @@ def test_server_box_tells_the_environments_state_at_a_glance(scene, tmp_path, mo
     import json
     import sys
 
-    from sketch2mesh_addon import operators, preferences, server_setup
+    from sketch2mesh_addon import preferences, server_operators, server_setup
 
     env_dir = tmp_path / "env"
     env_dir.mkdir()
@@ -221,7 +240,7 @@ def test_server_box_tells_the_environments_state_at_a_glance(scene, tmp_path, mo
             reached.set()
             release.wait(WAIT_S)
 
-        job = jobs.submit(operators.SETUP_TITLE, work)
+        job = jobs.submit(server_operators.SETUP_TITLE, work)
         assert reached.wait(WAIT_S)
         drawn = draw(panel.SKETCH2MESH_PT_server)
         assert ("progress", "setting up… 40%", 0.4) in drawn

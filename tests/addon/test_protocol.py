@@ -5,7 +5,9 @@ import json
 import socket
 import stat
 import struct
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +23,14 @@ def roundtrip(header, arrays=None):
     return protocol.decode(head, frame[protocol.PREFIX.size + hlen:])
 
 
-def test_protocol_imports_without_torch():
-    assert "torch" not in sys.modules and "open3d" not in sys.modules
+def test_protocol_imports_without_torch_or_bpy():
+    # In a fresh interpreter: a session that also runs the server's tests has torch loaded already.
+    code = ("import sys, sketch2mesh_addon.protocol as p; assert p.encode and p.write_token and p.check_strokes; "
+            "print(sorted({'torch', 'open3d', 'bpy', 'model_server'} & {m.split('.')[0] for m in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(protocol.__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_arrays_roundtrip_raw_and_little_endian():

@@ -108,7 +108,7 @@ def test_remesh_quads_keeps_the_object_its_place_material_and_properties(served_
     _check_quads(obj, 800)
     assert obj.name == obj.data.name == "Sketch_mesh" and len(bpy.data.meshes) == meshes + 1
     assert [m.name for m in obj.data.materials] == [mesh_import.MATERIAL_NAME]
-    assert obj[mesh_import.SOURCE_PROPERTY] == sketch.name and obj["sketch2mesh_backend"] == "hull"
+    assert obj.sketch2mesh.sketch == sketch and obj["sketch2mesh_backend"] == "hull"
     assert mesh_import.source_sketch(obj) == sketch and obj.select_get()
     assert np.array_equal(np.array(obj.matrix_world), np.eye(4))
     quads = _world_vertices(obj)
@@ -306,7 +306,7 @@ def test_reconstruct_keeps_the_triangles_and_warns_when_quadriflow_refuses(serve
     assert _reconstruct(remesh="QUADS", target_faces=800) == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
     assert obj.name == "Sketch_mesh" and _mesh_state(obj.data) == imported["state"]
-    assert (_sides(obj.data) == 3).all() and obj[mesh_import.SOURCE_PROPERTY] == "Sketch"
+    assert (_sides(obj.data) == 3).all() and obj.sketch2mesh.sketch.name == "Sketch"
     assert ("QuadriFlow could not remesh Sketch_mesh to quads (it left the mesh unchanged; it needs a manifold "
             "mesh whose normals point one way); kept the triangle mesh.") in capfd.readouterr().out
 
@@ -349,7 +349,7 @@ def test_every_example_remeshes_to_closed_quads_near_the_target(served_scene, dr
     assert _reconstruct(backend="ROUND", detail="MEDIUM", remesh="QUADS") == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
     _check_quads(obj, 5000)
-    assert obj[mesh_import.SOURCE_PROPERTY] == sketch.name
+    assert obj.sketch2mesh.sketch == sketch
     # Where the strokes are, as tests/addon/test_examples.py checks the triangle mesh.
     vertices, front, side = _world_vertices(obj), np.concatenate(lines["front"]), np.concatenate(lines["side"])
     for axis, (drawn, column) in enumerate(((front, 0), (side, 0), (front, 1))):

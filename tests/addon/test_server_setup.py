@@ -17,7 +17,7 @@ from pathlib import Path
 import bpy
 import pytest
 
-from sketch2mesh_addon import client, preferences, server_setup
+from sketch2mesh_addon import client, pip_install, preferences, server_setup
 
 ADDON = "sketch2mesh_addon"
 
@@ -82,7 +82,7 @@ def test_a_cancelled_setup_leaves_nothing_behind(tmp_path):
         if message.startswith("Installing the server's packages"):
             cancel.set()                              # Esc while pip runs
 
-    plan = server_setup.Plan(env_dir=env_dir, source=SOURCE, torch_index=server_setup.NO_INDEX)
+    plan = server_setup.Plan(env_dir=env_dir, source=SOURCE, torch_index=pip_install.NO_INDEX)
     with pytest.raises(client.Cancelled):
         server_setup.setup(plan, progress, cancel)
     assert "Creating the environment" in seen
@@ -121,7 +121,7 @@ def test_pip_failures_become_one_sentence_that_says_what_to_do(output, wheelhous
 
 def test_pip_output_becomes_the_current_package_and_a_fraction():
     seen: list[tuple[str, float]] = []
-    progress = server_setup._PipProgress(lambda message, fraction: seen.append((message, fraction)), 0.1, 0.9, "cpu")
+    progress = pip_install.PipProgress(lambda message, fraction: seen.append((message, fraction)), 0.1, 0.9, "cpu")
     for line in ("Processing /wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl (from -r r.txt (line 5))",
                  "Collecting typing-extensions>=4.10 (from torch==2.13.0)",
                  "Downloading open3d-0.20.0-cp311-cp311-manylinux_2_31_x86_64.whl (400.8 MB)",
@@ -164,11 +164,11 @@ def test_headless_setup_failure_prints_the_sentence_then_pips_last_lines(tmp_pat
 
 def test_esc_while_setting_up_cancels_cleanly_through_the_job_flow(tmp_path):
     """The interactive path, as the modal operator drives it: progress, Esc, then one line."""
-    from sketch2mesh_addon import job_flow, jobs, operators
+    from sketch2mesh_addon import job_flow, jobs, server_operators
 
     env_dir = tmp_path / "env"
-    plan = server_setup.Plan(env_dir=env_dir, source=SOURCE, torch_index=server_setup.NO_INDEX)
-    job = jobs.submit(operators.SETUP_TITLE, jobs.setup_work(plan))
+    plan = server_setup.Plan(env_dir=env_dir, source=SOURCE, torch_index=pip_install.NO_INDEX)
+    job = jobs.submit(server_operators.SETUP_TITLE, jobs.setup_work(plan))
     flow = job_flow.JobFlow(job, time.monotonic)
     deadline = time.monotonic() + 120
     while not job.message.startswith(("Installing", "Getting", "Downloading")) and not job.done.is_set():
@@ -190,12 +190,12 @@ def test_the_stamp_follows_what_the_server_carries(tmp_path):
     shutil.copytree(SOURCE.model_server, copy / "model_server", ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "requirements").mkdir()
     shutil.copy2(SOURCE.requirements, copy / "requirements")
-    for name in ("__init__.py", "protocol.py"):
-        shutil.copy2(SOURCE.addon / name, copy / name)
+    shutil.copy2(SOURCE.addon / "__init__.py", copy / "__init__.py")
+    shutil.copytree(SOURCE.addon / "protocol", copy / "protocol", ignore=shutil.ignore_patterns("__pycache__"))
     carried = server_setup.find_source(copy)
     assert carried.model_server == copy / "model_server"           # the installed layout is found too
     assert server_setup.source_stamp(carried) == server_setup.source_stamp(SOURCE)
-    (copy / "model_server" / "server.py").write_text("# changed\n", encoding="utf-8")
+    (copy / "model_server" / "service" / "server.py").write_text("# changed\n", encoding="utf-8")
     changed = server_setup.find_source(copy)
     assert changed == carried          # the same Source, so clear the cache as a new Blender session would
     server_setup.source_stamp.cache_clear()
