@@ -49,7 +49,7 @@ from model_server.geometry.mesh import closed_and_oriented, signed_volume  # noq
 from model_server.geometry.normalize import fit_normalization  # noqa: E402
 from model_server.geometry.raycast import render_silhouette  # noqa: E402
 from model_server.learning.data.shapes import make_shape  # noqa: E402
-from model_server.learning.data.sketches import trace_chains  # noqa: E402
+from model_server.learning.data.lines import trace_chains  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests" / "model_server"))   # the tests' sloppy drawings
 from sloppy import outline_from_mask, sloppy_drawing  # noqa: E402
 from model_server.reconstruct import pipeline  # noqa: E402

@@ -113,6 +113,7 @@ def test_bad_png_exits_with_one_line_and_no_output(tmp_path, kind):
     assert not out.exists()
 
 
+@pytest.mark.slow      # 7 s, three runs; the fast lane has test_pipeline's default and test_learned's bad weights
 def test_the_round_backend_is_the_default_and_a_missing_weights_file_is_named(tmp_path):
     good = outline_png(tmp_path / "good.png", (-0.5, -0.5, 0.5, 0.5))
     out, report = tmp_path / "mesh.ply", tmp_path / "r.json"

@@ -44,6 +44,7 @@ def read_csv(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow      # 10 s; the fast lane has test_trainer's falling loss and test_logs' files
 def test_loss_falls_on_a_tiny_set_and_everything_is_logged(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run.pt"
     run_train("--data", data, "--out", out, "--steps", 30, "--checkpoint-every", 15, "--lr", 1e-2,
@@ -61,6 +62,7 @@ def test_loss_falls_on_a_tiny_set_and_everything_is_logged(data: Path, tmp_path:
     assert state["history"]["rows"].shape == (30, len(COLUMNS))
 
 
+@pytest.mark.slow      # 7 s; the fast lane has test_trainer's state round trip and test_loader's resume
 def test_resume_reproduces_the_uninterrupted_run(data: Path, tmp_path: Path) -> None:
     """2N steps == N steps + resume + N steps, bitwise; a run resumed from an older
     checkpoint drops the log rows written after it."""

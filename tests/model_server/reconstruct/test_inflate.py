@@ -153,12 +153,14 @@ def test_the_fused_sphere_has_the_spheres_volume(sphere_maps):
     np.testing.assert_allclose(hi, 0.6, atol=3 * PIXEL)
 
 
+@pytest.mark.slow
 def test_it_is_quick():
+    """The one timed check of this file, with a generous bound: about 0.3 s alone, far more on a loaded machine."""
     silhouette = (np.abs(U) < 0.85) & (np.abs(V) < 0.85)    # the largest a normalised sketch gets
     inflated_maps("front", silhouette, RES)                   # the first call builds the rays' cache
     started = time.perf_counter()
     inflated_maps("front", silhouette, RES)
-    assert time.perf_counter() - started < 1.5               # about 0.3 s; shared test machines are slow
+    assert time.perf_counter() - started < 5.0
 
 
 @pytest.mark.parametrize("view, silhouette", [("front", np.zeros((RES, RES), bool)), ("top", disk(0.5))])

@@ -22,7 +22,10 @@ from model_server.reconstruct import pipeline
 from model_server.sketch.silhouette import iou
 
 MIN_IOU = 0.95     # the number, for each kind of sloppiness on its own
-MIN_IOU_ALL_AT_ONCE = 0.93   # every kind in one drawing: their errors add up (measured 0.949 on the table)
+MIN_IOU_ALL_AT_ONCE = 0.93   # every kind in one drawing: their errors add up
+# Where a shape reaches less, the level it reaches, so a drop below it fails: the sloppy table
+# all at once measures 0.929-0.930 in front (round backend; Poisson's threads vary the last digit).
+REACHES = {("all at once", "table"): 0.92}
 DETAIL = "low"
 VIEWS = ("front", "side")
 
@@ -114,7 +117,12 @@ def check(clean: Callable[[str], dict[str, np.ndarray]], shape: str, case: str, 
 SHORT = {("drawn twice", "table"): "measured 0.947 < 0.95 (thin legs, doubled outline 1% apart)"}
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
+# Each kind of sloppiness once in the fast lane (on the rounded box); on the table, 1-3 s each, only in the full run.
+FAST_AND_SLOW_SHAPES = [pytest.param(shape, marks=pytest.mark.slow) if shape == "table" else shape
+                        for shape in sorted(SHAPES)]
+
+
+@pytest.mark.parametrize("shape", FAST_AND_SLOW_SHAPES)
 @pytest.mark.parametrize("case", list(CASES))
 def test_sloppy_drawing_gives_the_clean_shape(clean, shape, case, request):
     if (case, shape) in SHORT:
@@ -122,16 +130,8 @@ def test_sloppy_drawing_gives_the_clean_shape(clean, shape, case, request):
     check(clean, shape, case, CASES[case])
 
 
-# The sloppy table lands at the threshold: with the learned backend 0.9298 in one fresh-clone
-# run, above 0.93 in the others; with the round backend (the default now) 0.929 (Poisson's
-# threads make it vary); not strict for that reason.
-AT_THRESHOLD = {("all at once", "table"): "0.929-0.930 against 0.93 (round; learned before); varies run to run"}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("case", list(SLOW_CASES))
-def test_everything_at_once_gives_the_clean_shape(clean, shape, case, request):
-    if (case, shape) in AT_THRESHOLD:
-        request.applymarker(pytest.mark.xfail(reason=AT_THRESHOLD[case, shape], strict=False))
-    check(clean, shape, case, SLOW_CASES[case], MIN_IOU_ALL_AT_ONCE)
+def test_everything_at_once_gives_the_clean_shape(clean, shape, case):
+    check(clean, shape, case, SLOW_CASES[case], REACHES.get((case, shape), MIN_IOU_ALL_AT_ONCE))

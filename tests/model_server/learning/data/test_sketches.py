@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from model_server.evaluation import metrics
 from model_server.reconstruct import pipeline
-from model_server.learning.data import sketches
+from model_server.learning.data import lines as line_finding, sketches
 from model_server.geometry.surface_nets import surface_nets
 from model_server.geometry.raycast import render_maps
 from model_server.geometry.views import INPUT_VIEWS
@@ -105,7 +105,7 @@ def test_views_are_registered_with_each_other(block_sketches, style):
 def test_interior_lines_are_found(block):
     """The step between the two boxes shows as interior lines (creases / depth discontinuities)."""
     maps = block[2]
-    lines = sketches.trace_view(maps.depth[0], maps.normal[0], maps.mask[0] > 0.5)
+    lines = line_finding.trace_view(maps.depth[0], maps.normal[0], maps.mask[0] > 0.5)
     assert sum(len(c) for c in lines.interior) > 30
     assert sum(len(c) for c in lines.silhouette) > 200
 
@@ -114,7 +114,7 @@ def test_suggestive_contours_appear_in_concave_places_only():
     for field_fn, expect in ((blobs, True), (sphere, False)):
         vertices, faces = sdf_mesh(field_fn, 96)
         maps = render_maps(vertices, faces, 256, (INPUT_VIEWS["front"],))
-        lines = sketches.trace_view(maps.depth[0], maps.normal[0], maps.mask[0] > 0.5)
+        lines = line_finding.trace_view(maps.depth[0], maps.normal[0], maps.mask[0] > 0.5)
         assert (sum(len(c) for c in lines.suggestive) > 10) == expect, field_fn.__name__
 
 
@@ -137,7 +137,7 @@ def test_sketchy_differs_from_clean_but_stays_close(block_sketches):
 def test_trace_chains_orders_a_closed_ring():
     ring = np.zeros((20, 20), bool)
     ring[5, 5:15] = ring[14, 5:15] = ring[5:15, 5] = ring[5:15, 14] = True
-    chains = sketches.trace_chains(ring)
+    chains = line_finding.trace_chains(ring)
     assert len(chains) == 1
     chain = chains[0]
     assert len(chain) == ring.sum() + 1 and np.array_equal(chain[0], chain[-1])
