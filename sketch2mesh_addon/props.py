@@ -16,7 +16,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty
 from . import protocol, strokes
 
 BACKENDS = (
-    ("LEARNED", "Learned", "The trained network refines the visual hull: rounder cross-sections, cavities and holes"),
+    ("LEARNED", "Learned", "The trained network refines the round prior: where parts are boxy, hollow or open"),
     ("ROUND", "Round", "Rounded geometric backend: no network; the drawn outlines kept, cross-sections rounded "
                        "as Roundness sets"),
     ("HULL", "Hull", "Geometric visual-hull backend: no network; boxy cross-sections, cavities filled"),
