@@ -2,7 +2,7 @@
 
 The panels draw the scene's choices (:mod:`.props`), the server's state and the active
 object's notes and last fit; every sentence about a fit comes from
-:func:`protocol.fit_report`, the wording the add-on's messages and the server share."""
+:func:`protocol.fit_report`, the wording the add-on's messages and the command line share."""
 
 from __future__ import annotations
 

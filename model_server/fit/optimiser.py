@@ -36,7 +36,6 @@ count: points farther than a couple of pixels from the filled silhouette's edge 
 suggestive contours) are dropped, so interior strokes can never drag the outline.
 """
 
-
 from __future__ import annotations
 
 import time
@@ -220,6 +219,7 @@ def _optimise(problem: Problem, iterations: int,
                 cancelled = True
                 break
     return best_x.cpu().numpy(), log, stopped_early, cancelled
+
 
 def _resample(polyline: np.ndarray, spacing: float) -> np.ndarray:
     """Points every ``spacing`` along a polyline (its vertices' order), ends included."""

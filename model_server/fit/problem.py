@@ -35,7 +35,7 @@ MOVE_SLACK_PX = 0.0         # a nudged vertex moves at most this much farther th
 class FitTarget:
     """What one sketched view asks for, in the canonical frame.
 
-    mask: silhouette, bool (res, res), row 0 = top (pipeline.Result.silhouettes).
+    mask: silhouette, bool (res, res), row 0 = top (reconstruct.result.Result.silhouettes).
     outline: (N, 2) view-plane points on the outer strokes (see ``optimiser.outline_points``).
     thin: bool (res, res), the silhouette's thin parts (lines that enclose nothing). Only
     the silhouette term shapes them: a thin part's own stroke runs down its middle, and

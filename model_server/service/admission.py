@@ -18,7 +18,7 @@ from typing import Callable
 from sketch2mesh_addon import protocol
 
 from model_server.service.limits import Limits
-from model_server.service.replies import Busy
+from model_server.service.refusals import Busy
 
 BAD_TOKEN = "The server rejected the token; restart the server from the add-on or check the token file."
 

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from sketch2mesh_addon.protocol import ProtocolError
 
-from model_server.service.replies import Busy
+from model_server.service.refusals import Busy
 
 
 class ByteBudget:

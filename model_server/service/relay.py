@@ -8,8 +8,9 @@ One worker runs one job at a time, fed by a queue (:meth:`Relay.submit`,
 each :meth:`Watch.step` says what to send. So the connection hears from the server at
 least every ``heartbeat_s`` (its place in the queue, or its last progress again). A
 cancel is answered within ``CANCEL_ANSWER_S``: with the job's own last word if it comes by
-then (a fit's best shape so far), else with ``cancelled`` while the job is abandoned; so
-is a running job silent for ``stall_s``. An abandoned job that waits is skipped; one that
+then (a fit's best shape so far), else with ``cancelled`` while the job is abandoned. A
+running job silent for ``stall_s`` is abandoned too, answered with ``internal`` and a
+sentence. An abandoned job that waits is skipped; one that
 runs is left to its worker, which drops it at its next checkpoint, while a fresh worker
 takes the next job at once (never two abandoned beside a third).
 """
@@ -25,9 +26,9 @@ from typing import Callable, Protocol
 from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
-from model_server.service import replies
+from model_server.service import refusals
 from model_server.service.limits import Limits
-from model_server.service.replies import Busy, Reply
+from model_server.service.refusals import Busy, Reply
 
 # How long a cancelled job may take to answer before it is abandoned (a fit's answer is its best shape so far).
 CANCEL_ANSWER_S = {"reconstruct": 0.5, "fit": 0.8}
@@ -209,7 +210,7 @@ class Watch:
         if event is None:
             if self.answer_by is not None:
                 if relay.abandon(job):
-                    return Step(replies.cancelled(request_id), final=True)
+                    return Step(refusals.cancelled(request_id), final=True)
                 self.answer_by = None    # it answered after all, or it must be waited for
                 return Step()
             if job.started.is_set() and relay.clock() - job.heard > relay.limits.stall_s and relay.abandon(job):
@@ -222,7 +223,7 @@ class Watch:
                                              queue_position=ahead), None))
         if event is CANCEL_WAKE:
             if relay.abandon(job, queued_only=True):
-                return Step(replies.cancelled(request_id), final=True)
+                return Step(refusals.cancelled(request_id), final=True)
             self.answer_by = relay.clock() + CANCEL_ANSWER_S[job.op]   # its own answer, or ours
             return Step()
         header, _ = event

@@ -4,7 +4,7 @@ A request's parameters are read into the core's keyword arguments; a reconstruct
 runs through :mod:`model_server.reconstruct.pipeline` and its result becomes a result
 reply (a summary and arrays); whatever stops a job becomes an error reply with a code
 and a sentence (:func:`failure`): a cancel, the core's :class:`Refused`, memory running
-out, or anything else. :class:`Busy` is the refusal of a full server.
+out, or anything else.
 """
 
 from __future__ import annotations
@@ -24,17 +24,9 @@ from model_server import interrupt
 from model_server.errors import Refused
 from model_server.geometry.mesh import edge_defects
 from model_server.reconstruct import backends, pipeline
+from model_server.service.refusals import Reply, cancelled
 
-Reply = tuple[dict, "dict | None"]          # a header and its arrays
 Progress = Callable[..., None]              # (message, fraction[, vertices])
-
-
-class Busy(ProtocolError):
-    """The server cannot take this now; the sentence says why and when to retry."""
-
-    def __init__(self, message: str, request_id: str = ""):
-        super().__init__("busy", message)
-        self.request_id = request_id
 
 
 def read_reconstruct_params(params: dict) -> dict:
@@ -58,11 +50,6 @@ def progress(request_id: str, message: str, fraction: float, vertices: np.ndarra
     return protocol.make_reply(request_id, "progress", message=message, fraction=float(fraction)), arrays
 
 
-def cancelled(request_id: str) -> Reply:
-    """The answer to a job that was cancelled before it had its own."""
-    return protocol.error_reply(request_id, "cancelled", "The job was cancelled."), None
-
-
 def reconstruct(request_id: str, strokes: dict, params: dict, device: str, weights, progress: Progress,
                 say: Callable[..., None]) -> Reply:
     """Reconstruct the sketch: the result's summary, and its mesh as arrays."""
@@ -79,23 +66,11 @@ def fit(request_id: str, mesh: tuple[np.ndarray, np.ndarray], strokes: dict, par
     vertices, faces = mesh
     started = time.perf_counter()
     fitted = pipeline.fit_strokes(vertices, faces, strokes, device=device, progress=progress, **params)
-    defects = mesh_warning(faces)
+    defects = protocol.mesh_warning(*edge_defects(faces))
     summary = {"device": device, "vertices": int(len(vertices)), "fit": fitted.summary,
                "warnings": [defects] if defects else [],
                "timings_s": {"refine": time.perf_counter() - started}}
     return protocol.make_reply(request_id, "result", result=summary), {"vertices": fitted.vertices}
-
-
-def mesh_warning(faces: np.ndarray) -> str | None:
-    """A warning sentence when the mesh is not closed and manifold (every edge on exactly
-    two faces), else None. Fitting still runs: open edges simply count as outline."""
-    open_edges, shared = edge_defects(faces)
-    if not open_edges and not shared:
-        return None
-    parts = ([f"{open_edges} open edge(s)"] if open_edges else []) + (
-        [f"{shared} edge(s) on more than two faces"] if shared else [])
-    return (f"The mesh is not closed and manifold ({', '.join(parts)}); the fit may tear or fold there. "
-            "Use Mesh > Clean Up or a remesh first for best results.")
 
 
 def failure(request_id: str, exc: Exception, what: str, device: str, say: Callable[..., None]) -> Reply:

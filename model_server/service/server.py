@@ -42,8 +42,8 @@ from model_server.service.admission import BAD_TOKEN, Admission, check_loopback,
 from model_server.service.budget import ByteBudget, room
 from model_server.service.limits import Limits
 from model_server.service.log import ServerLog
+from model_server.service.refusals import Busy, Reply
 from model_server.service.relay import Job, Relay
-from model_server.service.replies import Busy, Reply
 
 SERVER_VERSION = "0.1.0"
 FAULT_ENV = "SKETCH2MESH_FAULT"   # a test hook: "cuda_oom" makes the next job run out of GPU memory

@@ -16,8 +16,8 @@ Every public name is re-exported here, so callers write ``protocol.encode``,
 
 from __future__ import annotations
 
-from .checks import (check_mesh, check_strokes, describe_fit, fit_report, mesh_defects, pack_mesh, pack_strokes,
-                     unpack_mesh, unpack_strokes)
+from .checks import (check_mesh, check_strokes, describe_fit, fit_report, mesh_defects, mesh_warning, pack_mesh,
+                     pack_strokes, unpack_mesh, unpack_strokes)
 from .framing import (DEFAULT_HOST, DEFAULT_MAX_FRAME, DEFAULT_PORT, DTYPES, MAGIC, MAX_HEADER, MAX_REQUEST_HEADER,
                       PREFIX, Message, ProtocolError, array_layout, decode, decode_arrays, encode, parse_header,
                       parse_prefix, payload_size, read_header, read_into, read_payload, recv_message, send_message)
@@ -36,7 +36,7 @@ __all__ = [
     "Message", "ProtocolError", "TokenFileError",
     "array_layout", "check_choice", "check_float", "check_int", "check_mesh", "check_request", "check_strokes",
     "decode", "decode_arrays", "describe_fit", "encode", "error_reply", "fit_report", "make_reply", "make_request",
-    "mesh_defects", "pack_mesh", "pack_strokes", "parse_header", "parse_prefix", "payload_size", "private_dir",
+    "mesh_defects", "mesh_warning", "pack_mesh", "pack_strokes", "parse_header", "parse_prefix", "payload_size", "private_dir",
     "read_header", "read_into", "read_payload", "read_token", "recv_message", "request_id_of", "request_token",
     "runtime_dir", "send_message", "token_path", "tokens_match", "unpack_mesh", "unpack_strokes", "write_token",
 ]

@@ -137,10 +137,17 @@ def mesh_defects(faces: np.ndarray) -> str | None:
     faces = np.asarray(faces, np.int64).reshape(-1, 3)
     edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
-    open_edges, shared = int((counts == 1).sum()), int((counts > 2).sum())
+    return mesh_warning(int((counts == 1).sum()), int((counts > 2).sum()))
+
+
+def mesh_warning(open_edges: int, shared: int) -> str | None:
+    """The warning for a mesh with ``open_edges`` edges on one face and ``shared`` on more
+    than two, or None when it has neither. Each side counts with its own code (the add-on
+    here, the server with its geometry); the sentence is this one."""
     if not open_edges and not shared:
         return None
-    parts = ([f"{open_edges} open edge(s)"] if open_edges else []) + ([f"{shared} edge(s) on more than two faces"] if shared else [])
+    parts = ([f"{open_edges} open edge(s)"] if open_edges else []) + (
+        [f"{shared} edge(s) on more than two faces"] if shared else [])
     return (f"The mesh is not closed and manifold ({', '.join(parts)}); the fit may tear or fold there. "
             "Use Mesh > Clean Up or a remesh first for best results.")
 

@@ -9,7 +9,10 @@ the job or by the relay, abandoned and stalled jobs, and a connection that went 
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +20,8 @@ from sketch2mesh_addon import protocol
 from sketch2mesh_addon.protocol import ProtocolError
 
 from model_server.service.limits import Limits
+from model_server.service.refusals import Busy
 from model_server.service.relay import CANCEL_ANSWER_S, CANCEL_WAKE, Job, Relay, Step, Watch
-from model_server.service.replies import Busy
 
 LIMITS = Limits(heartbeat_s=1.0, stall_s=300.0, max_queued_jobs=2)
 
@@ -282,3 +285,15 @@ def test_a_stopping_server_starts_no_more_jobs(bench):
     assert bench.relay.take() is None and not a.started.is_set()
     with pytest.raises(queue.Empty):
         next_event(a)
+
+
+def test_the_rooms_that_admit_budget_and_relay_load_no_core_and_no_socket():
+    """Admission, the byte budget and the relay are the service's bookkeeping: importing
+    them loads none of the core (pipeline, torch, open3d, scipy), and the relay no socket."""
+    code = ("import sys; import model_server.service.admission, model_server.service.budget, "
+            "model_server.service.relay; print(sorted(m for m in ('model_server.reconstruct', 'torch', 'open3d', "
+            "'scipy') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+    relay_source = (Path(__file__).parents[2] / "model_server" / "service" / "relay.py").read_text()
+    assert "import socket" not in relay_source

@@ -9,22 +9,26 @@ from sketch2mesh_addon import protocol
 
 from model_server import interrupt
 from model_server.errors import Refused
+from model_server.geometry.mesh import edge_defects
 from model_server.reconstruct.result import Result
 from model_server.service import replies
 
 TETRAHEDRON = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
 
 
-@pytest.mark.parametrize("faces", [
-    TETRAHEDRON,                                         # closed: no warning
-    TETRAHEDRON[:3],                                     # open
-    [(0, 1, 2), (1, 0, 3), (0, 1, 4)],                   # an edge on three faces, and open ones
-    TETRAHEDRON + [(0, 1, 4), (1, 0, 4)],                # closed but one edge on four faces
+@pytest.mark.parametrize("faces, defects", [
+    (TETRAHEDRON, (0, 0)),                               # closed: no warning
+    (TETRAHEDRON[:3], (3, 0)),                           # open
+    ([(0, 1, 2), (1, 0, 3), (0, 1, 4)], (6, 1)),         # an edge on three faces, and open ones
+    (TETRAHEDRON + [(0, 1, 4), (1, 0, 4)], (0, 1)),      # closed but one edge on four faces
 ])
-def test_the_mesh_warning_is_the_add_ons_sentence(faces):
-    """The server words a mesh's defects from its own geometry, exactly as the add-on's protocol does."""
+def test_the_server_counts_defects_with_its_own_geometry_as_the_add_on_does(faces, defects):
+    """The server counts a mesh's open and over-shared edges with its geometry; the warning
+    it words from them is the add-on's sentence for the same mesh."""
     faces = np.array(faces, np.int64)
-    assert replies.mesh_warning(faces) == protocol.mesh_defects(faces)
+    assert edge_defects(faces) == defects
+    assert protocol.mesh_warning(*defects) == protocol.mesh_defects(faces)
+    assert (protocol.mesh_warning(*defects) is None) == (defects == (0, 0))
 
 
 @pytest.mark.parametrize("exc, code", [
