@@ -42,12 +42,13 @@ class LearnedBackend:
     prune_votes = 1
     predicted = False             # its outlines are the round prior's: carving keeps off them (learned_field)
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, path: Path, device: str = "cpu") -> None:
+        """Load the network from ``path``, a weights file :func:`weights_file` found
+        (``backends.load`` checks it once and keeps the backend loaded)."""
         import torch
 
         from model_server.learning.checkpoint import load_model
 
-        path = weights_file(weights)
         try:
             self.model = load_model(path, device)
         except ValueError as exc:
